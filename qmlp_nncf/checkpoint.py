@@ -1,0 +1,66 @@
+"""Checkpoints that carry their architecture: ``torch.load(weights_only=True)`` safe dicts.
+
+Layout: ``state_dict`` (the weights to evaluate: EMA weights when EMA was on), ``arch`` (timm
+model name), ``model_kwargs``, ``config`` (training config), ``data_fingerprint``, ``top1``,
+``epoch``; a resumable training checkpoint adds ``train_state`` (raw model, optimizer, EMA).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import timm
+import torch
+
+from . import models  # noqa: F401  (registers our models with timm)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the requested model."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write atomically: a crash never leaves a half-written checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} holds a {type(ckpt).__name__}, expected a dict of tensors")
+    return ckpt
+
+
+def create_model(name: str, **kwargs) -> torch.nn.Module:
+    """``timm.create_model`` with an error that lists the known names."""
+    if name not in timm.list_models():
+        close = [m for m in timm.list_models(f"*{name.split('_')[0]}*")][:12]
+        raise ValueError(f"unknown model {name!r}; see `timm.list_models()`, e.g. {', '.join(close)}")
+    return timm.create_model(name, **kwargs)
+
+
+def load_model(path: str | Path, arch: Optional[str] = None, **kwargs) -> tuple[torch.nn.Module, dict]:
+    """Build the model a checkpoint describes (or ``arch``) and load its weights; eval mode."""
+    ckpt = read_checkpoint(path)
+    state_dict = ckpt.get("state_dict", ckpt)
+    arch = arch or ckpt.get("arch")
+    if arch is None:
+        raise CheckpointError(f"{path} is a bare state_dict: pass the model name (--model)")
+    model = create_model(arch, **{**ckpt.get("model_kwargs", {}), **kwargs})
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} does not fit model {arch!r}: {str(e).splitlines()[0]}") from e
+    meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "train_state")}
+    return model.eval(), meta

@@ -1,0 +1,13 @@
+"""Model zoo: importing this package registers every qmlp_nncf model with timm."""
+from . import mlp_mixer_fmnist  # noqa: F401  (registers the Fashion-MNIST models)
+
+FAMILY_PREFIXES = {"mixer": "mixer", "resmlp": "resmlp", "gmlp": "gmlp"}
+
+
+def family_of(name: str) -> str:
+    """``mixer``, ``resmlp`` or ``gmlp`` from a timm model name (``qmlp_`` prefix allowed)."""
+    stem = name.removeprefix("qmlp_")
+    for prefix, family in FAMILY_PREFIXES.items():
+        if stem.startswith(prefix):
+            return family
+    raise ValueError(f"cannot tell the MLP family of {name!r}: expected a mixer_*, resmlp_* or gmlp_* model")

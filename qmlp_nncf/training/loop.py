@@ -1,0 +1,201 @@
+"""The training loop: AdamW, warm-up + cosine (timm scheduler), label smoothing, optional EMA
+(timm ``ModelEmaV3``), bf16 autocast on CPUs that have it, resumable checkpoints, torchrun DDP.
+
+Under ``torchrun --nproc_per_node N`` each process takes ``batch_size / N`` images per step
+(same global batch), gradients are averaged by ``DistributedDataParallel`` over gloo, and
+rank 0 evaluates and writes checkpoints.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from timm.scheduler import CosineLRScheduler
+from timm.utils import ModelEmaV3
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from tqdm import tqdm
+
+from ..checkpoint import create_model, load_model, read_checkpoint, save_checkpoint
+from ..data import FashionMNIST
+from ..evaluation import evaluate
+
+
+@dataclass
+class TrainConfig:
+    model: str  # timm model name
+    out: str  # run folder: last.pth (resumable) and model.pth (release)
+    epochs: int = 12
+    batch_size: int = 128  # global batch, split over DDP processes
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.0  # 0 disables EMA; release weights are the EMA weights when enabled
+    seed: int = 0
+    amp: str = "auto"  # bf16 | off | auto (bf16 when the CPU supports it)
+    data_dir: Optional[str] = None
+    train_subset: int = 0  # >0: train on the first N shuffled images (tests, smoke runs)
+    test_subset: int = 0  # >0: evaluate on the first N test images
+    init_from: Optional[str] = None  # checkpoint whose weights start the run (fine-tuning)
+    teacher: Optional[str] = None  # checkpoint of a float teacher: enables distillation
+    distill_weight: float = 0.5  # loss = (1-w) * CE + w * T^2 * KL(student/T || teacher/T)
+    distill_temperature: float = 2.0
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs, batch_size and lr must be positive")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"amp must be auto, bf16 or off, got {self.amp!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; valid: {sorted(names)}")
+        return cls(**d)
+
+
+def bf16_supported() -> bool:
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the gloo process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _distill_loss(logits, teacher_logits, t: float):
+    return F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher_logits / t, -1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
+    """Train ``cfg.model``; returns the release checkpoint's metadata (top1, epochs, time...)."""
+    rank, world = _distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
+    out = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+
+    train_set = FashionMNIST("train", cfg.data_dir, train_transform=True)
+    test_set = FashionMNIST("test", cfg.data_dir)
+    if cfg.train_subset:
+        train_set = Subset(train_set, torch.randperm(len(train_set), generator=torch.Generator().manual_seed(
+            cfg.seed))[:cfg.train_subset].tolist())
+    test_eval = Subset(test_set, range(cfg.test_subset)) if cfg.test_subset else test_set
+
+    if cfg.init_from:
+        model, _ = load_model(cfg.init_from, arch=cfg.model)
+    else:
+        model = create_model(cfg.model)
+    model.train()
+    teacher = load_model(cfg.teacher)[0] if cfg.teacher else None
+    ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay else None
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    per_rank = cfg.batch_size // world
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = CosineLRScheduler(opt, t_initial=total, warmup_t=int(cfg.warmup_epochs * steps_per_epoch),
+                              warmup_lr_init=cfg.lr * 0.01, lr_min=cfg.lr * 0.01, t_in_epochs=False)
+    use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and bf16_supported())
+
+    start_epoch, history, elapsed = 0, [], 0.0
+    last = out / "last.pth"
+    if resume and last.exists():
+        ckpt = read_checkpoint(last)
+        st = ckpt["train_state"]
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        if ema is not None:
+            ema.module.load_state_dict(st["ema"])
+        start_epoch, history, elapsed = ckpt["epoch"], ckpt["history"], ckpt["train_time_s"]
+        if rank == 0:
+            log(f"resumed {last} at epoch {start_epoch}/{cfg.epochs}")
+
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        torch.manual_seed(cfg.seed * 1000 + epoch * 10 + rank)  # augmentation RNG, reproducible on resume
+        if world > 1:
+            sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, seed=cfg.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+        loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, num_workers=0, drop_last=True)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, file=sys.stderr,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        for i, (x, y) in enumerate(bar):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                logits = net(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_logits = teacher(x)
+                    loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * _distill_loss(
+                        logits.float(), t_logits.float(), cfg.distill_temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step_update(epoch * steps_per_epoch + i + 1)
+            if ema is not None:
+                ema.update(model)
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
+        elapsed += time.time() - t0
+        if rank == 0:
+            eval_model = ema.module if ema is not None else model
+            metrics = evaluate(eval_model, test_eval)
+            history.append({"epoch": epoch + 1, "top1": metrics["top1"], "time_s": round(elapsed, 1)})
+            log(f"epoch {epoch + 1}/{cfg.epochs}: test top-1 {metrics['top1']:.4f} "
+                f"({elapsed:.0f} s so far)")
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict()}
+            if ema is not None:
+                state["ema"] = ema.module.state_dict()
+            save_checkpoint(last, _payload(cfg, eval_model, train_set, test_set, history, elapsed, state))
+        if world > 1:
+            dist.barrier()
+
+    result = read_checkpoint(last) if rank == 0 else {}
+    if rank == 0:
+        result.pop("train_state")
+        save_checkpoint(out / "model.pth", result)
+        log(f"wrote {out / 'model.pth'}: top-1 {result['top1']:.4f} after {result['epoch']} epochs, "
+            f"{result['train_time_s']:.0f} s")
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return {k: v for k, v in result.items() if k != "state_dict"}
+
+
+def _payload(cfg, eval_model, train_set, test_set, history, elapsed, train_state) -> dict:
+    base = train_set.dataset if isinstance(train_set, Subset) else train_set
+    return {
+        "state_dict": eval_model.state_dict(),
+        "arch": cfg.model,
+        "model_kwargs": {},
+        "config": {k: v for k, v in asdict(cfg).items() if v is not None},
+        "data_fingerprint": {"train": base.fingerprint, "test": test_set.fingerprint},
+        "top1": history[-1]["top1"],
+        "test_images": len(test_set) if not cfg.test_subset else cfg.test_subset,
+        "epoch": history[-1]["epoch"],
+        "history": history,
+        "train_time_s": round(elapsed, 1),
+        "params": sum(p.numel() for p in eval_model.parameters()),
+        "train_state": train_state,
+    }
