@@ -1,5 +1,6 @@
 """Model zoo: importing this package registers every qmlp_nncf model with timm."""
 from . import mlp_mixer_fmnist  # noqa: F401  (registers the Fashion-MNIST models)
+from . import qmlp  # noqa: F401  (registers the Q-MLP variants)
 
 FAMILY_PREFIXES = {"mixer": "mixer", "resmlp": "resmlp", "gmlp": "gmlp"}
 

@@ -100,10 +100,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
             cfg.seed))[:cfg.train_subset].tolist())
     test_eval = Subset(test_set, range(cfg.test_subset)) if cfg.test_subset else test_set
 
-    if cfg.init_from:
-        model, _ = load_model(cfg.init_from, arch=cfg.model)
-    else:
-        model = create_model(cfg.model)
+    model_kwargs = read_checkpoint(cfg.init_from).get("model_kwargs", {}) if cfg.init_from else {}
+    model = load_model(cfg.init_from, arch=cfg.model)[0] if cfg.init_from else create_model(cfg.model)
     model.train()
     teacher = load_model(cfg.teacher)[0] if cfg.teacher else None
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay else None
@@ -162,12 +160,13 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
             eval_model = ema.module if ema is not None else model
             metrics = evaluate(eval_model, test_eval)
             history.append({"epoch": epoch + 1, "top1": metrics["top1"], "time_s": round(elapsed, 1)})
-            log(f"epoch {epoch + 1}/{cfg.epochs}: test top-1 {metrics['top1']:.4f} "
-                f"({elapsed:.0f} s so far)")
             state = {"model": model.state_dict(), "optimizer": opt.state_dict()}
             if ema is not None:
                 state["ema"] = ema.module.state_dict()
-            save_checkpoint(last, _payload(cfg, eval_model, train_set, test_set, history, elapsed, state))
+            save_checkpoint(last, _payload(cfg, model_kwargs, eval_model, train_set, test_set, history, elapsed,
+                                            state, world))
+            log(f"epoch {epoch + 1}/{cfg.epochs}: test top-1 {metrics['top1']:.4f} "
+                f"({elapsed:.0f} s so far)")
         if world > 1:
             dist.barrier()
 
@@ -183,12 +182,12 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     return {k: v for k, v in result.items() if k != "state_dict"}
 
 
-def _payload(cfg, eval_model, train_set, test_set, history, elapsed, train_state) -> dict:
+def _payload(cfg, model_kwargs, eval_model, train_set, test_set, history, elapsed, train_state, world) -> dict:
     base = train_set.dataset if isinstance(train_set, Subset) else train_set
     return {
         "state_dict": eval_model.state_dict(),
         "arch": cfg.model,
-        "model_kwargs": {},
+        "model_kwargs": model_kwargs,
         "config": {k: v for k, v in asdict(cfg).items() if v is not None},
         "data_fingerprint": {"train": base.fingerprint, "test": test_set.fingerprint},
         "top1": history[-1]["top1"],
@@ -196,6 +195,7 @@ def _payload(cfg, eval_model, train_set, test_set, history, elapsed, train_state
         "epoch": history[-1]["epoch"],
         "history": history,
         "train_time_s": round(elapsed, 1),
+        "world_size": world,
         "params": sum(p.numel() for p in eval_model.parameters()),
         "train_state": train_state,
     }

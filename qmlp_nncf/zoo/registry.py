@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -61,3 +62,17 @@ def record_entry(entry: ZooEntry) -> None:
     tmp = INDEX.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"models": models}, indent=2) + "\n")
     os.replace(tmp, INDEX)
+
+
+def publish(name: str, family: str, run_checkpoint: str | Path, result: dict, command: str,
+            base: Optional[str] = None) -> ZooEntry:
+    """Copy a release checkpoint (``model.pth`` of a run) into the zoo and record its entry."""
+    dest = checkpoint_path(name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.copyfile(run_checkpoint, tmp)
+    os.replace(tmp, dest)
+    entry = ZooEntry(name=name, family=family, params=result["params"], top1=result["top1"],
+                     epochs=result["epoch"], train_time_s=result["train_time_s"], command=command, base=base)
+    record_entry(entry)
+    return entry
