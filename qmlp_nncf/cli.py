@@ -29,7 +29,7 @@ def _threads(n: int) -> None:
 # ---------------------------------------------------------------- train
 def cmd_train(args) -> dict:
     from .training import TrainConfig, train
-    from .zoo import ZooEntry, checkpoint_path, record_entry
+    from .zoo import publish
 
     _threads(args.threads)
     cfg = TrainConfig(model=args.model, out=args.out, epochs=args.epochs, batch_size=args.batch_size,
@@ -39,18 +39,11 @@ def cmd_train(args) -> dict:
                       init_from=args.init_from, teacher=args.teacher, distill_weight=args.distill_weight)
     result = train(cfg, resume=args.resume, log=_log)
     if args.zoo and result:
-        import shutil
-
         from .models import family_of
 
-        dest = checkpoint_path(args.model)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(Path(args.out) / "model.pth", dest)
-        record_entry(ZooEntry(name=args.model, family=family_of(args.model), params=result["params"],
-                              top1=result["top1"], epochs=result["epoch"], train_time_s=result["train_time_s"],
-                              command="qmlp " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-                              base=args.base))
-        _log(f"recorded {args.model} in the zoo ({dest})")
+        entry = publish(args.model, family_of(args.model), Path(args.out) / "model.pth", result,
+                        command="qmlp " + " ".join(shlex.quote(a) for a in sys.argv[1:]), base=args.base)
+        _log(f"recorded {args.model} in the zoo ({entry.checkpoint})")
     return {k: result[k] for k in ("top1", "epoch", "train_time_s", "params") if k in result}
 
 
@@ -145,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     z = sub.add_parser("zoo", help="list the committed models and their reference top-1")
     z.set_defaults(func=cmd_zoo)
 
-    for s in (t, e, z):
+    from .export.commands import add_commands as add_export_commands
+    from .models.commands import add_commands as add_model_commands
+
+    for s in (t, e, z, *add_export_commands(sub), *add_model_commands(sub)):
         s.add_argument("--json", action="store_true", help="print the result as one JSON object")
         s.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
         s.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files (else $QMLP_DATA_DIR, "

@@ -84,19 +84,25 @@ class ConversionReport:
         return asdict(self)
 
 
-def family_of_model(model: nn.Module) -> str:
-    """``mixer``, ``resmlp`` or ``gmlp`` from the block type of a timm ``MlpMixer``."""
+def model_family(model: nn.Module) -> tuple[str, bool]:
+    """``(family, is_qmlp)``: ``mixer``/``resmlp``/``gmlp`` from the block types of a timm ``MlpMixer``."""
     if not isinstance(model, MlpMixer):
-        raise ValueError(f"to_qmlp converts timm MlpMixer models (MLP-Mixer, ResMLP, gMLP), got {type(model).__name__}")
+        raise ValueError(f"expected a timm MlpMixer model (MLP-Mixer, ResMLP, gMLP), got {type(model).__name__}")
     kinds = {type(b) for b in model.blocks}
-    converted = {b for b in kinds if b in MULTI_TOKEN_BLOCKS.values()}
-    if converted:
-        raise ValueError("the model is already a Q-MLP model (it has multi token-mixing blocks)")
-    families = {BASE_BLOCKS.get(k) for k in kinds}
+    lookup = {**BASE_BLOCKS, **{block: family for family, block in MULTI_TOKEN_BLOCKS.items()}}
+    families = {lookup.get(k) for k in kinds}
     if None in families or len(families) != 1:
         raise ValueError(f"unsupported MlpMixer blocks {sorted(k.__name__ for k in kinds)}: expected only "
-                        f"{', '.join(b.__name__ for b in BASE_BLOCKS)} (one kind per model)")
-    return families.pop()
+                         f"{', '.join(b.__name__ for b in lookup)} (one family per model)")
+    return families.pop(), any(k in MULTI_TOKEN_BLOCKS.values() for k in kinds)
+
+
+def family_of_model(model: nn.Module) -> str:
+    """The family of a base (not yet converted) model; to_qmlp's entry check."""
+    family, is_qmlp = model_family(model)
+    if is_qmlp:
+        raise ValueError("the model is already a Q-MLP model (it has multi token-mixing blocks)")
+    return family
 
 
 def _ratio(hidden: int, dim: int) -> float:

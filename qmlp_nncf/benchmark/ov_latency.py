@@ -1,0 +1,432 @@
+"""OpenVINO latency/throughput benchmark of float, int8 and int4 IRs, with a runtime precision census.
+
+Every IR runs on every requested device and precision hint in two modes: ``latency`` (batch 1,
+synchronous requests, ``PERFORMANCE_HINT=LATENCY``) and ``throughput`` (batch N, ``AsyncInferQueue``
+with OpenVINO's optimal number of requests, ``PERFORMANCE_HINT=THROUGHPUT``). Speedups are against
+the f32-hint float IR of the same model, device, batch and mode, measured in the same run (the
+CPU runs "FP32" IRs in bf16 by default, so ``f32`` is always measured for float IRs).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+DEVICES = ("CPU", "GPU", "AUTO")
+HINTS = ("f32", "bf16")
+GEMM_TYPES = ("FullyConnected", "MatMul")  # the int8_share counts these
+CENSUS_TYPES = GEMM_TYPES + ("Convolution",)
+INT_PRECISIONS = ("i8", "u8", "i4", "u4")
+FP32 = "fp32"
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+class BenchmarkError(ValueError):
+    """Bad input (path, device, model, recipe); the message says what to change."""
+
+
+@dataclass
+class BenchConfig:
+    """What to measure and for how long (per measurement)."""
+    devices: list[str] = field(default_factory=list)  # empty: every present device among DEVICES
+    hints: list[str] = field(default_factory=lambda: list(HINTS))
+    batch: int = 16  # throughput-mode batch
+    duration_s: float = 10.0  # per measurement, after warm-up
+    iterations: int = 0  # > 0: fixed request count instead of duration
+    warmup: int = 3  # requests (per infer request in throughput mode)
+    calibration_size: int = 64  # for recipes built on the fly (speed only)
+    quick: bool = False
+
+    def __post_init__(self):
+        if self.quick:
+            self.duration_s, self.warmup, self.calibration_size = min(self.duration_s, 0.5), 1, 8
+        bad = [h for h in self.hints if h not in HINTS]
+        if bad:
+            raise BenchmarkError(f"unknown precision hint(s) {bad}; choose from {', '.join(HINTS)}")
+        if self.batch < 1:
+            raise BenchmarkError(f"--batch must be >= 1, got {self.batch}")
+
+
+@dataclass
+class IRSource:
+    """One IR to benchmark, with the model/recipe it came from."""
+    xml: Path
+    model: str
+    recipe: str
+    note: str = ""
+
+
+# ---------------------------------------------------------------- machine and devices
+def machine_info() -> dict:
+    """CPU model, ISA flags relevant to int8/bf16, cores, load, OpenVINO version and devices."""
+    import openvino as ov
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model_name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                       if line.startswith("model name")), "unknown")
+    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                      if line.startswith("flags")), []))
+    core = ov.Core()
+    return {
+        "cpu": model_name,
+        "flags": {f: f in flags for f in CPU_FLAGS},
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+        "openvino": ov.get_version(),
+        "devices": {d: core.get_property(d, "FULL_DEVICE_NAME") for d in core.available_devices},
+    }
+
+
+def _present(device: str, available: list[str]) -> bool:
+    if device.startswith("AUTO") or device.startswith("MULTI"):
+        return bool(available)
+    return any(a == device or a.split(".")[0] == device for a in available)
+
+
+def resolve_devices(requested: list[str], available: list[str]) -> tuple[list[str], list[str]]:
+    """(devices to use, notes about skipped ones)."""
+    wanted = requested or list(DEVICES)
+    use = [d for d in wanted if _present(d, available)]
+    notes = [f"device {d} skipped: not present (OpenVINO sees {', '.join(available) or 'no device'})"
+             for d in wanted if d not in use and requested]
+    if not use:
+        raise BenchmarkError(f"none of the requested devices ({', '.join(wanted)}) is present; OpenVINO sees "
+                             f"{', '.join(available) or 'no device'}")
+    return use, notes
+
+
+def hint_supported(core, device: str, hint: str) -> bool:
+    """f32 everywhere; bf16 only where the device lists BF16 (AUTO: its CPU)."""
+    if hint == "f32":
+        return True
+    target = "CPU" if device.startswith("AUTO") else device
+    try:
+        caps = core.get_property(target, "OPTIMIZATION_CAPABILITIES")
+    except RuntimeError:
+        return False
+    return hint.upper() in caps
+
+
+# ---------------------------------------------------------------- measurement
+def precision_census(compiled) -> dict:
+    """Runtime precision of every FullyConnected/MatMul/Convolution in the executed graph."""
+    counts: Counter = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        layer = info["layerType"].astype(str) if "layerType" in info else None
+        if layer in CENSUS_TYPES:
+            prec = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else "unknown"
+            counts[(layer, prec)] += 1
+    census: dict[str, dict[str, int]] = {}
+    for (layer, prec), n in sorted(counts.items()):
+        census.setdefault(layer, {})[prec] = n
+    gemms = sum(n for (layer, _), n in counts.items() if layer in GEMM_TYPES)
+    ints = sum(n for (layer, p), n in counts.items() if layer in GEMM_TYPES and p in INT_PRECISIONS)
+    return {"census": census, "gemm_ops": gemms, "int8_share": ints / gemms if gemms else None}
+
+
+def _stats(latencies_ms: list[float], images: int, wall_s: float) -> dict:
+    lat = sorted(latencies_ms)
+    return {"latency_median_ms": statistics.median(lat), "latency_p90_ms": float(np.percentile(lat, 90)),
+            "latency_min_ms": lat[0], "latency_max_ms": lat[-1], "fps": images / wall_s,
+            "requests": len(lat), "wall_s": wall_s}
+
+
+def _done(start: float, count: int, cfg: BenchConfig) -> bool:
+    return count >= cfg.iterations if cfg.iterations else time.perf_counter() - start >= cfg.duration_s
+
+
+def measure_latency(compiled, cfg: BenchConfig) -> dict:
+    """Batch-1 synchronous requests, one at a time."""
+    import openvino as ov
+
+    request = compiled.create_infer_request()
+    x = np.random.default_rng(0).standard_normal(tuple(compiled.inputs[0].shape)).astype(np.float32)
+    request.set_input_tensor(ov.Tensor(x))
+    for _ in range(cfg.warmup):
+        request.infer()
+    latencies, start = [], time.perf_counter()
+    while not latencies or not _done(start, len(latencies), cfg):
+        t = time.perf_counter()
+        request.infer()
+        latencies.append(1e3 * (time.perf_counter() - t))
+    return _stats(latencies, len(latencies) * x.shape[0], time.perf_counter() - start)
+
+
+def measure_throughput(compiled, cfg: BenchConfig) -> dict:
+    """Batch-N requests kept in flight by an ``AsyncInferQueue`` of OpenVINO's optimal size."""
+    import openvino as ov
+
+    jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    queue = ov.AsyncInferQueue(compiled, jobs)
+    x = np.random.default_rng(0).standard_normal(tuple(compiled.inputs[0].shape)).astype(np.float32)
+    for request in queue:
+        request.set_input_tensor(ov.Tensor(x))
+    latencies: list[float] = []
+    queue.set_callback(lambda request, _: latencies.append(request.latency))
+    for _ in range(cfg.warmup * jobs):
+        queue.start_async()
+    queue.wait_all()
+    latencies.clear()
+    started, start = 0, time.perf_counter()
+    while started == 0 or not _done(start, started, cfg):
+        queue.start_async()  # blocks while every request is busy
+        started += 1
+    queue.wait_all()
+    return {**_stats(latencies, len(latencies) * x.shape[0], time.perf_counter() - start), "infer_requests": jobs}
+
+
+# ---------------------------------------------------------------- sources
+def ir_source(path: str | Path) -> IRSource:
+    """An IR given on the command line; model and recipe from its qmlp_nncf metadata when present."""
+    from ..export import load_ir, read_metadata
+
+    path = Path(path)
+    xml = path / "model.xml" if path.is_dir() else path
+    meta = read_metadata(load_ir(xml))
+    return IRSource(xml, meta.get("model", xml.parent.name if xml.stem == "model" else xml.stem),
+                    meta.get("recipe", "unknown"), note=f"IR {xml}")
+
+
+def build_sources(models: list[str], recipes: list[str], workdir: Path, cfg: BenchConfig,
+                  log: Callable[[str], None]) -> list[IRSource]:
+    """Prepare, quantize and export every model x recipe (plus fp32, plus the base model of a qmlp_*)."""
+    from ..export import export_ir
+    from ..export.prepare import check_recipe, prepare
+
+    for r in recipes:
+        check_recipe(r)
+    names = list(dict.fromkeys(m for name in models
+                               for m in ([name.removeprefix("qmlp_")] if name.startswith("qmlp_") else []) + [name]))
+    sources = []
+    for name in names:
+        wanted = [FP32] if name not in models else list(dict.fromkeys([FP32, *recipes]))
+        for recipe in wanted:
+            t = time.perf_counter()
+            log(f"preparing {name} / {recipe} ...")
+            prepared = prepare(name, None, recipe, cfg.calibration_size)
+            out = workdir / f"{name}.{recipe}"
+            result = export_ir(prepared.model, out, (1, *prepared.input_shape), dynamic_batch=True,
+                               metadata=prepared.metadata)
+            calibration = prepared.metadata.get("calibration")
+            note = "exported on the fly" + (f", calibration {calibration}" if calibration else "")
+            sources.append(IRSource(result.xml, name, recipe, note=note))
+            log(f"  {name} / {recipe}: IR ready in {time.perf_counter() - t:.0f} s")
+    return sources
+
+
+# ---------------------------------------------------------------- the run
+def plan(sources: list[IRSource], devices: list[str], cfg: BenchConfig, core) -> tuple[list[tuple], list[str]]:
+    """(source, device, hint, mode, batch) for every measurement, and notes on skipped hints."""
+    items, notes = [], []
+    for src in sources:
+        for device in devices:
+            hints = list(dict.fromkeys(cfg.hints + (["f32"] if src.recipe == FP32 else [])))
+            for hint in hints:
+                if not hint_supported(core, device, hint):
+                    notes.append(f"hint {hint} skipped on {device}: the device does not support it")
+                    continue
+                items += [(src, device, hint, "latency", 1), (src, device, hint, "throughput", cfg.batch)]
+    return items, list(dict.fromkeys(notes))
+
+
+def _compile(core, src: IRSource, device: str, hint: str, mode: str, batch: int):
+    from ..export import load_ir
+
+    model = load_ir(src.xml)
+    shape = model.inputs[0].get_partial_shape()
+    try:
+        model.reshape([batch, *[d.get_length() for d in list(shape)[1:]]])
+    except RuntimeError as e:
+        raise BenchmarkError(f"{src.xml} cannot be reshaped to batch {batch} ({str(e).splitlines()[0]}); "
+                             f"export it with --dynamic-batch") from e
+    return core.compile_model(model, device, {"PERFORMANCE_HINT": mode.upper(), "INFERENCE_PRECISION_HINT": hint})
+
+
+def add_speedups(rows: list[dict]) -> None:
+    """``speedup_vs_fp32`` (and ``speedup_vs_base_fp32`` for qmlp_* models) from this run's f32 float rows."""
+    base = {(r["model"], r["device"], r["mode"], r["batch"]): r for r in rows
+            if r["recipe"] == FP32 and r["hint"] == "f32"}
+    sizes = {r["model"]: r["ir_mb"] for r in rows if r["recipe"] == FP32}
+    for r in rows:
+        ref = base.get((r["model"], r["device"], r["mode"], r["batch"]))
+        r["speedup_vs_fp32"] = _ratio(r, ref)
+        r["size_vs_fp32"] = round(r["ir_mb"] / sizes[r["model"]], 3) if r["model"] in sizes else None
+        if r["model"].startswith("qmlp_"):
+            r["speedup_vs_base_fp32"] = _ratio(r, base.get((r["model"].removeprefix("qmlp_"), r["device"],
+                                                            r["mode"], r["batch"])))
+
+
+def _ratio(row: dict, ref: Optional[dict]) -> Optional[float]:
+    if ref is None:
+        return None
+    if row["mode"] == "latency":
+        return round(ref["latency_median_ms"] / row["latency_median_ms"], 3)
+    return round(row["fps"] / ref["fps"], 3)
+
+
+def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
+        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
+    """Measure every source; returns ``{"machine", "config", "notes", "rows"}``."""
+    import openvino as ov
+    from tqdm import tqdm
+
+    core = ov.Core()
+    machine = machine_info()
+    devices, notes = resolve_devices(cfg.devices, core.available_devices)
+    items, hint_notes = plan(sources, devices, cfg, core)
+    notes += hint_notes + [f"{s.model} / {s.recipe}: {s.note}" for s in sources if "random" in s.note]
+    load, cpus = machine["loadavg_1m_at_start"], machine["usable_cpus"]
+    if load > 0.5 * cpus:
+        notes.append(f"the machine was busy at start (load {load:.1f} on {cpus} CPUs): absolute numbers are "
+                     f"pessimistic and noisy; ratios measured side by side are more reliable")
+    for n in notes:
+        log(f"note: {n}")
+    rows = []
+    bar = tqdm(items, desc="benchmark", unit="run", disable=not progress, file=sys.stderr)
+    for src, device, hint, mode, batch in bar:
+        bar.set_postfix_str(f"{src.model}/{src.recipe} {device} {hint} {mode} b{batch}")
+        compiled = _compile(core, src, device, hint, mode, batch)
+        stats = measure_latency(compiled, cfg) if mode == "latency" else measure_throughput(compiled, cfg)
+        census = precision_census(compiled)
+        rows.append({"model": src.model, "recipe": src.recipe, "device": device, "hint": hint, "mode": mode,
+                     "batch": batch, **{k: _round(v) for k, v in stats.items()},
+                     "int8_share": _round(census["int8_share"]), "gemm_ops": census["gemm_ops"],
+                     "census": census["census"], "execution_devices": _exec_devices(compiled),
+                     "ir_mb": round(src.xml.with_suffix(".bin").stat().st_size / 2**20, 2), "source": src.note})
+        del compiled
+    add_speedups(rows)
+    return {"machine": machine, "config": asdict(cfg), "notes": notes, "rows": rows}
+
+
+def _round(v):
+    return round(v, 4) if isinstance(v, float) else v
+
+
+def _exec_devices(compiled) -> list[str]:
+    try:
+        return list(compiled.get_property("EXECUTION_DEVICES"))
+    except RuntimeError:
+        return []
+
+
+# ---------------------------------------------------------------- report
+def markdown(result: dict) -> str:
+    """One line per model x recipe x device x hint: b1 latency, bN throughput, int8 share, speedups."""
+    rows = result["rows"]
+    keys = list(dict.fromkeys((r["model"], r["recipe"], r["device"], r["hint"]) for r in rows))
+    by = {(r["model"], r["recipe"], r["device"], r["hint"], r["mode"]): r for r in rows}
+    batch = next((r["batch"] for r in rows if r["mode"] == "throughput"), "N")
+    lines = [f"| model | recipe | device | hint | b1 latency ms (p90) | b{batch} img/s | int8 share | "
+             f"GEMM runtime precisions | speedup b1 | speedup b{batch} | IR MB (vs fp32) |",
+             "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    for key in keys:
+        lat, thr = by.get((*key, "latency")), by.get((*key, "throughput"))
+        any_row = lat or thr
+        share = any_row["int8_share"]
+        size = f"{any_row['ir_mb']:.1f}" + (f" ({any_row['size_vs_fp32']:.2f}x)" if any_row["size_vs_fp32"] else "")
+        lines.append("| " + " | ".join([
+            *key,
+            f"{lat['latency_median_ms']:.2f} ({lat['latency_p90_ms']:.2f})" if lat else "-",
+            f"{thr['fps']:.1f}" if thr else "-",
+            f"{share:.0%}" if share is not None else "-",
+            _gemm_precisions(any_row["census"]),
+            _speedup_cell(lat), _speedup_cell(thr), size]) + " |")
+    m = result["machine"]
+    flags = ", ".join(f for f, on in m["flags"].items() if on) or "none"
+    lines += ["", f"Machine: {m['cpu']}, {m['usable_cpus']} usable CPUs ({flags}), load {m['loadavg_1m_at_start']} "
+                  f"at start, OpenVINO {m['openvino']}."]
+    lines += [f"Note: {n}" for n in result["notes"]]
+    return "\n".join(lines)
+
+
+def _gemm_precisions(census: dict) -> str:
+    counts: Counter = Counter()
+    for layer in GEMM_TYPES:
+        counts.update(census.get(layer, {}))
+    return " ".join(f"{p}:{n}" for p, n in counts.most_common())
+
+
+def _speedup_cell(row: Optional[dict]) -> str:
+    if row is None or row["speedup_vs_fp32"] is None:
+        return "-"
+    cell = f"{row['speedup_vs_fp32']:.2f}x"
+    if row.get("speedup_vs_base_fp32") is not None:
+        cell += f" ({row['speedup_vs_base_fp32']:.2f}x vs base)"
+    return cell
+
+
+def benchmark(irs: list[str], models: list[str], recipes: list[str], cfg: BenchConfig, progress: bool = True,
+              log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
+    """IRs from paths, plus models x recipes built into a temporary folder, then :func:`run`."""
+    if not irs and not models:
+        raise BenchmarkError("nothing to benchmark: give --ir PATH and/or --model NAME")
+    if recipes and not models:
+        raise BenchmarkError("--recipe applies to --model; an --ir is benchmarked as it is")
+    sources = [ir_source(p) for p in irs]
+    with tempfile.TemporaryDirectory(prefix="qmlp-ov-latency-") as tmp:
+        sources += build_sources(models, recipes, Path(tmp), cfg, log)
+        return run(sources, cfg, progress, log)
+
+
+# ---------------------------------------------------------------- command line
+def build_parser():
+    import argparse
+
+    p = argparse.ArgumentParser(prog="benchmarks/ov_latency.py", description=__doc__.splitlines()[0])
+    p.add_argument("--ir", action="append", default=[], metavar="PATH", help="an IR (model.xml or its folder)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME",
+                   help="zoo or timm model, exported on the fly (random weights when not in the zoo)")
+    p.add_argument("--recipe", action="append", default=[], metavar="NAME",
+                   help="quantization recipe applied to every --model (fp32 is always measured)")
+    p.add_argument("--device", action="append", default=[], metavar="D",
+                   help=f"OpenVINO device (default: every present one of {', '.join(DEVICES)})")
+    p.add_argument("--batch", type=int, default=16, help="throughput-mode batch size")
+    p.add_argument("--hint", action="append", choices=HINTS, metavar="|".join(HINTS),
+                   help="inference precision hint (default: f32 and bf16)")
+    p.add_argument("--duration", type=float, default=10.0, metavar="S", help="seconds per measurement")
+    p.add_argument("--iterations", type=int, default=0, metavar="N",
+                   help="requests per measurement instead of --duration")
+    p.add_argument("--quick", action="store_true", help="CI mode: 0.5 s per measurement, 8 calibration images")
+    p.add_argument("--json", metavar="PATH", help="write the rows and the machine block as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def write_json(path: str | Path, result: dict) -> None:
+    """Atomic write (temporary file, then rename)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, path)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.json and Path(args.json).is_dir():
+            raise BenchmarkError(f"--json {args.json} is a folder; give a file path such as {args.json}/ov.json")
+        cfg = BenchConfig(devices=args.device, hints=args.hint or list(HINTS), batch=args.batch,
+                          duration_s=args.duration, iterations=args.iterations, quick=args.quick)
+        result = benchmark(args.ir, args.model, args.recipe, cfg, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, KeyError) as e:  # BenchmarkError, ExportError, DataError...
+        print(f"ov_latency: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 2
+    print(markdown(result))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0

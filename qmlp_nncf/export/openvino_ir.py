@@ -1,0 +1,178 @@
+"""Torch model (float, ``nncf.quantize``d or ``nncf.compress_weights``ed) -> OpenVINO IR on disk.
+
+The IR keeps FP32 constants (``compress_to_fp16=False``), a static input shape unless
+``dynamic_batch``, and our metadata under ``rt_info["qmlp_nncf"]``. Writes are atomic: the IR
+is built in a temporary folder next to the target and renamed into place, so a failed export
+leaves nothing behind and a reader never sees a half-written model.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+RT_INFO_KEY = "qmlp_nncf"
+XML_NAME = "model.xml"
+
+
+class ExportError(ValueError):
+    """The model cannot be exported, or the target cannot be written; the message says why.
+
+    A ValueError, so the ``qmlp`` command reports it as a one-line error."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    xml: Path
+    bin: Path
+    metadata: dict[str, str]
+    ovms_config: Optional[dict] = None  # the entry to add to an OVMS config.json "model_config_list"
+
+    def to_json(self) -> dict:
+        out = {"xml": str(self.xml), "bin": str(self.bin), "bin_bytes": self.bin.stat().st_size,
+               "metadata": self.metadata}
+        if self.ovms_config:
+            out["ovms_config"] = self.ovms_config
+        return out
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape an IR, for its metadata."""
+    import openvino
+
+    out = {}
+    for pkg in ("qmlp_nncf", "nncf", "torch", "timm"):
+        try:
+            out[f"{pkg}_version"] = importlib_metadata.version(pkg)
+        except importlib_metadata.PackageNotFoundError:
+            out[f"{pkg}_version"] = "unknown"
+    out["openvino_version"] = openvino.get_version()
+    return out
+
+
+def failed_ops(message: str) -> list[str]:
+    """The op names OpenVINO's PyTorch frontend reports as unconvertible (``aten::histc``, ...)."""
+    ops: list[str] = []
+    for m in re.finditer(r"(?:No conversion rule found for operations|Conversion is failed for):\s*([^\n|]+)",
+                         message):
+        ops += [o.strip() for o in m.group(1).split(",") if o.strip()]
+    real = [o for o in ops if o != "prim::Constant"]  # string/None constants fail only as a consequence
+    return list(dict.fromkeys(real or ops))
+
+
+def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: bool = False):
+    """``ov.convert_model`` with an error that names the failing op."""
+    import openvino as ov
+
+    input_shape = [int(d) for d in input_shape]
+    example = torch.randn(*input_shape)
+    shape = [-1, *input_shape[1:]] if dynamic_batch else input_shape
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # tracing re-runs the model and flags fake-quant rounding differences: expected, not a problem
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return ov.convert_model(model, example_input=example, input=[shape])
+    except Exception as e:  # OpConversionFailure, tracing errors, shape errors...
+        msg = str(e)
+        ops = failed_ops(msg)
+        where = f"op(s) {', '.join(ops)} could not be converted" if ops else "conversion failed"
+        detail = next((line.strip() for line in msg.splitlines()
+                       if line.strip() and not line.startswith("Check ")), msg.strip())
+        raise ExportError(f"OpenVINO cannot convert {type(model).__name__} with input {shape}: {where} "
+                          f"({type(e).__name__}: {detail}). Replace the op(s) in the model, or check that "
+                          f"the input shape matches the model.") from e
+    finally:
+        model.train(was_training)
+
+
+def set_metadata(ov_model, metadata: dict[str, Any]) -> dict[str, str]:
+    """Store ``metadata`` (values JSON-encoded unless str) under ``rt_info["qmlp_nncf"]``."""
+    stored = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    for k, v in stored.items():
+        ov_model.set_rt_info(v, [RT_INFO_KEY, k])
+    return stored
+
+
+def read_metadata(xml_or_model) -> dict[str, str]:
+    """The ``rt_info["qmlp_nncf"]`` block of an IR (path) or ``ov.Model``; {} if absent."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml_or_model)) if isinstance(xml_or_model, (str, Path)) else xml_or_model
+    if not model.has_rt_info([RT_INFO_KEY]):
+        return {}
+    return {k: v.astype(str) for k, v in model.get_rt_info()[RT_INFO_KEY].items()}
+
+
+def target_dir(out_dir: str | Path, ovms_name: Optional[str] = None, ovms_version: int = 1) -> Path:
+    """``out_dir``, or ``<out_dir>/<ovms_name>/<ovms_version>`` for an OVMS repository."""
+    out_dir = Path(out_dir)
+    if ovms_name is None:
+        return out_dir
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", ovms_name):
+        raise ExportError(f"OVMS model name {ovms_name!r} must be letters, digits, '_', '.' or '-'")
+    if ovms_version < 1:
+        raise ExportError(f"OVMS versions are positive integers, got {ovms_version}")
+    return out_dir / ovms_name / str(ovms_version)
+
+
+def check_target(target: Path, force: bool) -> Path:
+    """``target`` if an IR may be written there (absent, or a folder and ``force``)."""
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"{target} exists and is not a folder; remove it or choose another destination")
+    if target.exists() and not force:
+        raise ExportError(f"{target} already exists; pass --force (force=True) to replace it")
+    return target
+
+
+def export_ir(model: torch.nn.Module, out_dir: str | Path, input_shape: Sequence[int], *,
+              dynamic_batch: bool = False, metadata: Optional[dict[str, Any]] = None,
+              ovms_name: Optional[str] = None, ovms_version: int = 1, force: bool = False,
+              measure: Optional[Callable[[Any], dict]] = None) -> ExportResult:
+    """Convert ``model`` and write ``model.xml``/``model.bin`` to ``out_dir`` atomically.
+
+    ``input_shape`` includes the batch, e.g. ``(1, 3, 224, 224)``. With ``ovms_name``, ``out_dir`` is an
+    OVMS model repository and the IR goes to ``<out_dir>/<ovms_name>/<ovms_version>/``. ``measure``
+    gets the converted ``ov.Model`` before it is saved and returns extra metadata (e.g. its accuracy).
+    Refuses to replace an existing target unless ``force``.
+    """
+    import openvino as ov
+
+    target = check_target(target_dir(out_dir, ovms_name, ovms_version), force)
+
+    ov_model = convert(model, input_shape, dynamic_batch)
+    info = {"input_shape": [-1, *input_shape[1:]] if dynamic_batch else list(input_shape),
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **versions(), **(metadata or {})}
+    if measure is not None:
+        info.update(measure(ov_model))
+    stored = set_metadata(ov_model, info)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the IR folder should read like any other
+    try:
+        ov.save_model(ov_model, str(tmp / XML_NAME), compress_to_fp16=False)
+        if target.exists():  # force: move the old one aside, put the new one in, then drop the old
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            target.rename(old / "ir")
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except OSError as e:
+        raise ExportError(f"cannot write the IR to {target}: {e}") from e
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    ovms = {"config": {"name": ovms_name, "base_path": str(target.parent)}} if ovms_name else None
+    return ExportResult(target / XML_NAME, target / "model.bin", stored, ovms)

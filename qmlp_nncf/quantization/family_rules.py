@@ -1,0 +1,38 @@
+"""Built-in rule sets of the three MLP families, chosen from the model's structure.
+
+Shared by all families (the paper's remedies 3 and 5, and our measurements): the residual stream
+stays 8-bit symmetric min-max (4-bit residual adds alone cost 12-40 pt); the patch embedding and the
+classifier stay 8-bit; tensors with a one-sided long tail (norm outputs, activation outputs, gMLP's
+gating product) get affine (asymmetric) quantizers with percentile ranges.
+"""
+from __future__ import annotations
+
+from .rules import rules_from_list
+
+_EIGHT_BIT_MINMAX = {"bits": 8, "symmetric": True, "range": {"estimator": "min_max"}}
+_AFFINE = {"symmetric": False}  # the range estimator (percentile and its value) comes from the recipe
+
+COMMON = [
+    {"match": ["norm_output"], "spec": _AFFINE},
+    {"match": ["activation_output"], "spec": _AFFINE},
+    {"match": ["residual_add"], "spec": _EIGHT_BIT_MINMAX},
+    {"match": ["patch_embedding_input"], "spec": _EIGHT_BIT_MINMAX},
+    {"match": ["classifier_input"], "spec": {"bits": 8}},
+    {"match": ["weights", "patch_embedding"], "spec": {"bits": 8}},
+    {"match": ["weights", "classifier"], "spec": {"bits": 8}},
+]
+
+FAMILY_RULES = {
+    "mixer": COMMON,
+    "resmlp": COMMON,
+    "gmlp": COMMON + [
+        {"match": ["spatial_gating_product"], "spec": _AFFINE},
+        {"match": ["spatial_gating_input"], "spec": _AFFINE},
+    ],
+}
+
+
+def family_rules(family: str):
+    if family not in FAMILY_RULES:
+        raise ValueError(f"no built-in rules for family {family!r}; known: {sorted(FAMILY_RULES)}")
+    return rules_from_list(FAMILY_RULES[family], f"built-in {family} rules")

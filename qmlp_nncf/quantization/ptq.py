@@ -1,0 +1,135 @@
+"""Post-training quantization with a recipe: ``nncf.quantize`` (global settings) + the rule post-pass,
+or ``nncf.compress_weights`` for weight-only recipes."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Iterable, Optional
+
+import nncf
+import torch
+from nncf.common.quantization.structs import QuantizationScheme
+from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters, AdvancedSmoothQuantParameters,
+                                                   OverflowFix, QuantizationParameters)
+from nncf.quantization.range_estimator import (AggregatorType, RangeEstimatorParameters,
+                                               StatisticsCollectorParameters, StatisticsType)
+
+from ..models.surgery import model_family
+from .family_rules import family_rules
+from .recipes import Recipe, load_recipe
+from .respec import Decision, respecify
+from .roles import GraphRoles
+from .specs import RangeSpec, SpecError
+
+
+def calibration_items(dataset: Iterable, size: int) -> list[torch.Tensor]:
+    """The first ``size`` inputs of ``dataset`` as batch-1 tensors. Items may be ``(x, label)`` or ``x``."""
+    items = []
+    for item in dataset:
+        x = item[0] if isinstance(item, (tuple, list)) else item
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"calibration items must be tensors or (tensor, label) pairs, got {type(x).__name__}")
+        items.extend(x.split(1) if x.dim() == 4 else [x.unsqueeze(0)])
+        if len(items) >= size:
+            break
+    if not items:
+        raise ValueError("the calibration dataset is empty")
+    return items[:size]
+
+
+def _nncf_range(rng: RangeSpec, symmetric: bool) -> RangeEstimatorParameters:
+    if rng.estimator == "percentile":
+        p = 1.0 - rng.percentile / 100.0
+        low = StatisticsCollectorParameters(StatisticsType.QUANTILE, AggregatorType.MEAN, quantile_outlier_prob=p)
+        high = StatisticsCollectorParameters(StatisticsType.ABS_QUANTILE if symmetric else StatisticsType.QUANTILE,
+                                             AggregatorType.MEAN, quantile_outlier_prob=p)
+        return RangeEstimatorParameters(min=low, max=high)
+    agg = AggregatorType.MIN if rng.estimator == "min_max" else AggregatorType.MEAN
+    agg_max = AggregatorType.MAX if rng.estimator == "min_max" else AggregatorType.MEAN
+    return RangeEstimatorParameters(min=StatisticsCollectorParameters(StatisticsType.MIN, agg),
+                                    max=StatisticsCollectorParameters(StatisticsType.MAX, agg_max))
+
+
+def _nncf_kwargs(recipe: Recipe, ignored_scope: Optional[nncf.IgnoredScope]) -> dict:
+    s = recipe.nncf
+    adv = {}
+    if s.model_type == "transformer" and not s.smooth_quant:
+        adv["smooth_quant_alphas"] = AdvancedSmoothQuantParameters(matmul=-1)
+    if s.range is not None:
+        adv["activations_range_estimator_params"] = _nncf_range(s.range, recipe.activations.symmetric)
+    if recipe.recalibrate:  # the post-pass sets modes; NNCF's global modes only matter for the baselines
+        adv["overflow_fix"] = OverflowFix.DISABLE
+    elif s.preset is None:
+        adv["activations_quantization_params"] = QuantizationParameters(mode=QuantizationScheme.SYMMETRIC)
+    kw = dict(subset_size=recipe.calibration_size,
+              fast_bias_correction=True if s.fast_bias_correction else None,
+              advanced_parameters=AdvancedQuantizationParameters(**adv))
+    if s.model_type == "transformer":
+        kw["model_type"] = nncf.ModelType.TRANSFORMER
+    if s.preset is not None:
+        kw["preset"] = nncf.QuantizationPreset(s.preset)
+    if ignored_scope is not None:
+        kw["ignored_scope"] = ignored_scope
+    return kw
+
+
+def _compress_weights(model: torch.nn.Module, recipe: Recipe, items: list[torch.Tensor]) -> torch.nn.Module:
+    from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
+
+    wc = recipe.weight_compression
+    return nncf.compress_weights(
+        model, mode=nncf.CompressWeightsMode(wc.mode), group_size=wc.group_size if wc.mode.startswith("int4") else -1,
+        ratio=wc.ratio if wc.mode.startswith("int4") else None, dataset=nncf.Dataset(items),
+        advanced_parameters=AdvancedCompressionParameters(group_size_fallback_mode=GroupSizeFallbackMode.ADJUST))
+
+
+def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "qmlp_w8a8",
+             *, extra_rules: tuple = (), ignored_scope: Optional[nncf.IgnoredScope] = None,
+             calibration_size: Optional[int] = None, log=lambda msg: print(msg, file=sys.stderr)) -> torch.nn.Module:
+    """Quantize ``model`` with a recipe; returns a new NNCF model (``model`` is left untouched).
+
+    ``dataset`` yields calibration inputs (``x`` or ``(x, label)``; take them from the *train* split).
+    The returned model carries ``qmlp_report``: one dict per quantizer (hook, roles, spec, range),
+    and ``qmlp_recipe``: the recipe name.
+    """
+    recipe = load_recipe(recipe) if isinstance(recipe, str) else recipe
+    recipe = recipe.with_rules(tuple(extra_rules))
+    model = model.eval()
+    t0 = time.time()
+    items = calibration_items(dataset, calibration_size or recipe.calibration_size)
+    family, is_qmlp = model_family(model)
+    if recipe.expects_qmlp and not is_qmlp:
+        log(f"note: recipe {recipe.name} is meant for Q-MLP models (LayerNorm, bounded activation, token groups); "
+            f"this {family} model has not been converted (see `qmlp convert`)")
+
+    if recipe.weight_compression is not None:
+        quantized = _compress_weights(model, recipe, items)
+        report: list[dict] = []
+    else:
+        quantized = nncf.quantize(model, nncf.Dataset(items), **_nncf_kwargs(recipe, ignored_scope))
+        rules = (family_rules(family) if recipe.family_rules else ()) + recipe.rules
+        roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
+        _check_scopes(rules, roles)
+        decisions = respecify(quantized, roles, rules, {"weights": recipe.weights, "activations": recipe.activations},
+                              items, recalibrate=recipe.recalibrate)
+        report = [d.to_dict() for d in decisions]
+    quantized.qmlp_report = report
+    quantized.qmlp_recipe = recipe.name
+    log(f"{recipe.name}: quantized {family} model in {time.time() - t0:.1f} s "
+        f"({sum(not r['float'] for r in report)} quantizers)")
+    return quantized
+
+
+def _check_scopes(rules, roles: GraphRoles) -> None:
+    """A rule with an op-name regex that matches no op is a configuration error."""
+    import re
+
+    names = [n.node_name for n in roles.graph.get_all_nodes()]
+    for rule in rules:
+        if rule.scope is not None and not any(re.fullmatch(rule.scope, n) for n in names):
+            examples = ", ".join(n for n in names if "/" in n and "linear" in n)[:300]
+            raise SpecError(f"{rule.where}.scope: regex {rule.scope!r} matches no op of this model; "
+                            f"op names look like: {examples}")
+
+
+__all__ = ["quantize", "calibration_items", "Decision"]

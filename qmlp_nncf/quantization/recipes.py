@@ -1,0 +1,134 @@
+"""Recipes: named, JSON-defined quantization setups (``recipes/*.json``, installed as ``qmlp_nncf.recipes``).
+
+A recipe names the NNCF global settings (placement mode, preset, SmoothQuant, range estimator),
+the default weight/activation specs, the rules, the calibration size, whether Q-MLP surgery is
+expected, and, for weight-only recipes, the ``nncf.compress_weights`` settings.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+
+from .rules import Rule, rules_from_list
+from .specs import QuantizerSpec, RangeSpec, SpecError, check_keys, check_type
+
+MODEL_TYPES = ("default", "transformer")
+PRESETS = ("performance", "mixed")
+COMPRESSION_MODES = ("int4_sym", "int4_asym", "int8_sym", "int8_asym")
+RECIPE_KEYS = {"description", "expects_qmlp", "calibration_size", "nncf", "weights", "activations", "recalibrate",
+               "family_rules", "rules", "weight_compression"}
+
+
+@dataclass(frozen=True)
+class NNCFSettings:
+    """Global ``nncf.quantize`` settings: where NNCF places quantizers and how it ranges them."""
+
+    model_type: str = "default"  # default: every tensor NNCF quantizes; transformer: Linear/MatMul inputs only
+    preset: Optional[str] = None  # performance (symmetric) | mixed (asymmetric activations); None = NNCF's
+    smooth_quant: bool = False
+    fast_bias_correction: bool = True
+    range: Optional[RangeSpec] = None  # NNCF's global activation range estimator; None = NNCF's default
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "NNCFSettings":
+        check_keys(d, {"model_type", "preset", "smooth_quant", "fast_bias_correction", "range"}, where)
+        kw = dict(d)
+        if kw.get("model_type", "default") not in MODEL_TYPES:
+            raise SpecError(f"{where}.model_type: {kw['model_type']!r} unknown; choose one of {list(MODEL_TYPES)}")
+        if kw.get("preset") not in (None, *PRESETS):
+            raise SpecError(f"{where}.preset: {kw['preset']!r} unknown; choose one of {list(PRESETS)}")
+        for key in ("smooth_quant", "fast_bias_correction"):
+            if key in kw:
+                check_type(kw[key], bool, f"{where}.{key}")
+        if "range" in kw:
+            kw["range"] = RangeSpec.from_dict(kw["range"], f"{where}.range")
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class WeightCompression:
+    """``nncf.compress_weights`` settings (weight-only int4/int8 for deployment size)."""
+
+    mode: str = "int4_sym"
+    group_size: int = 32
+    ratio: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "WeightCompression":
+        check_keys(d, {"mode", "group_size", "ratio"}, where)
+        if d.get("mode", "int4_sym") not in COMPRESSION_MODES:
+            raise SpecError(f"{where}.mode: {d['mode']!r} unknown; choose one of {list(COMPRESSION_MODES)}")
+        check_type(d.get("group_size", 32), int, f"{where}.group_size")
+        check_type(d.get("ratio", 1.0), (int, float), f"{where}.ratio")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str = ""
+    expects_qmlp: bool = False  # the recipe is meant for a Q-MLP model (surgery applied)
+    calibration_size: int = 300
+    nncf: NNCFSettings = field(default_factory=NNCFSettings)
+    weights: QuantizerSpec = QuantizerSpec(bits=8, symmetric=True, per_channel=True)
+    activations: QuantizerSpec = QuantizerSpec(bits=8, symmetric=True)
+    recalibrate: bool = True  # False: keep NNCF's ranges and modes, rules only change bits (baselines)
+    family_rules: bool = False  # prepend the built-in rule set of the model's family
+    rules: tuple = ()
+    weight_compression: Optional[WeightCompression] = None
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict, where: Optional[str] = None) -> "Recipe":
+        where = where or f"recipe {name}"
+        check_keys(d, RECIPE_KEYS, where)
+        kw: dict = {"name": name}
+        for key, typ in (("description", str), ("expects_qmlp", bool), ("calibration_size", int),
+                         ("recalibrate", bool), ("family_rules", bool)):
+            if key in d:
+                kw[key] = check_type(d[key], typ, f"{where}.{key}")
+        if kw.get("calibration_size", 1) < 1:
+            raise SpecError(f"{where}.calibration_size must be >= 1")
+        if "nncf" in d:
+            kw["nncf"] = NNCFSettings.from_dict(d["nncf"], f"{where}.nncf")
+        if "weights" in d:
+            kw["weights"] = cls.weights.merged(d["weights"], f"{where}.weights")
+        if "activations" in d:
+            kw["activations"] = cls.activations.merged(d["activations"], f"{where}.activations")
+        if "rules" in d:
+            kw["rules"] = rules_from_list(d["rules"], f"{where}.rules")
+        if "weight_compression" in d:
+            kw["weight_compression"] = WeightCompression.from_dict(d["weight_compression"],
+                                                                   f"{where}.weight_compression")
+        return cls(**kw)
+
+    def with_rules(self, extra: tuple[Rule, ...]) -> "Recipe":
+        return replace(self, rules=self.rules + tuple(extra))
+
+
+def _recipe_dir():
+    return resources.files("qmlp_nncf.recipes")
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.name[:-5] for p in _recipe_dir().iterdir() if p.name.endswith(".json"))
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A recipe by name (``qmlp_w4a4``) or from a JSON file path."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        text, name = path.read_text(), path.stem
+    else:
+        res = _recipe_dir() / f"{name_or_path}.json"
+        if not res.is_file():
+            raise SpecError(f"unknown recipe {str(name_or_path)!r}; available: {', '.join(list_recipes())} "
+                            f"(or a path to a recipe .json file)")
+        text, name = res.read_text(), str(name_or_path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"recipe {name}: invalid JSON: {e}") from None
+    return Recipe.from_dict(name, data)

@@ -1,0 +1,178 @@
+"""The post-pass over NNCF's hook storage: re-specify, re-calibrate or remove each quantizer.
+
+``nncf.quantize`` places the quantizers; this pass visits each one, finds its roles, applies the
+matching rules, and installs a standard NNCF ``SymmetricQuantizer``/``AsymmetricQuantizer`` built
+from the resulting spec, with its range from ``calibration.RangeCollector``. The result is still a
+plain NNCF model: ``nncf.torch.get_config``/``load_from_config`` round-trip it, it trains (QAT),
+and ``ov.convert_model`` turns every quantizer into a FakeQuantize.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import torch
+from nncf.common.quantization.structs import QuantizationScheme, QuantizerConfig, QuantizerGroup
+from nncf.common.tensor_statistics.statistics import MinMaxTensorStatistic
+from nncf.quantization.fake_quantize import calculate_quantizer_parameters
+from nncf.tensor import Tensor
+from nncf.torch.function_hook import get_hook_storage
+from nncf.torch.quantization.layers import (QUANTIZATION_MODULES, AsymmetricQuantizer, BaseQuantizer,
+                                            PTQuantizerSpec, get_scale_shape)
+
+from .calibration import RangeCollector
+from .roles import GraphRoles, Site
+from .rules import Rule, resolve
+from .specs import QuantizerSpec
+
+# SmoothQuant puts the activation quantizer after its own multiply, inside a pre-hook of the Linear:
+# post_hooks.<scope>/pre_hook__<op with / as ->__<port>[0]/mul/0__0.0
+_SQ_HOOK = re.compile(r"^post_hooks\..*/pre_hook__(?P<op>.+)__(?P<port>\d+)\[\d+\]/mul/0__0\.\d+$")
+
+
+@dataclass
+class Decision:
+    """What the pass did with one quantizer (one row of the quantization report)."""
+
+    site: Site
+    spec: Optional[QuantizerSpec]  # None: removed (kept in float)
+    low: Optional[list] = None
+    high: Optional[list] = None
+
+    def to_dict(self) -> dict:
+        d = {"hook": self.site.hook_name, "roles": sorted(self.site.roles), "float": self.spec is None}
+        if self.spec is not None:
+            d.update(self.spec.to_dict())
+            if self.low is not None and len(self.low) == 1:
+                d.update(low=self.low[0], high=self.high[0])
+        return d
+
+
+def site_of(roles: GraphRoles, hook_name: str) -> Site:
+    m = _SQ_HOOK.match(hook_name)
+    if m:  # the tensor SmoothQuant scaled: roles of the Linear input it feeds
+        op, port = m["op"].replace("-", "/"), int(m["port"])
+        inner = roles.site(f"pre_hooks.{op}__{port}.0")
+        return Site(hook_name, inner.op, inner.port, False, inner.roles, inner.consumers)
+    return roles.site(hook_name)
+
+
+def quantizer_sites(model: torch.nn.Module, roles: GraphRoles) -> list[Site]:
+    storage = get_hook_storage(model)
+    return [site_of(roles, name) for name, hook in storage.named_hooks() if isinstance(hook, BaseQuantizer)]
+
+
+def build_quantizer(spec: QuantizerSpec, scale_shape: tuple, low: torch.Tensor, high: torch.Tensor,
+                    is_weight: bool) -> BaseQuantizer:
+    """A standard NNCF quantizer for ``spec`` whose range is ``[low, high]`` (NNCF's own range math)."""
+    mode = QuantizationScheme.SYMMETRIC if spec.symmetric else QuantizationScheme.ASYMMETRIC
+    narrow = is_weight and spec.symmetric
+    config = QuantizerConfig(num_bits=spec.bits, mode=mode, per_channel=spec.per_channel, narrow_range=narrow)
+    stats = MinMaxTensorStatistic(min_values=Tensor(low.float()), max_values=Tensor(high.float()))
+    group = QuantizerGroup.WEIGHTS if is_weight else QuantizerGroup.ACTIVATIONS
+    params = calculate_quantizer_parameters(stats, config, group)
+    qspec = PTQuantizerSpec.from_config(config, narrow_range=narrow, half_range=False, scale_shape=scale_shape,
+                                        logarithm_scale=False, is_quantized_on_export=False)
+    quantizer = QUANTIZATION_MODULES.get(mode)(qspec)
+    input_low = params.input_low.data.reshape(scale_shape)
+    input_high = params.input_high.data.reshape(scale_shape)
+    if isinstance(quantizer, AsymmetricQuantizer):
+        quantizer.input_low = torch.nn.Parameter(input_low)
+        quantizer.input_range = torch.nn.Parameter(input_high - input_low - quantizer.eps)
+    else:
+        quantizer.signed = bool(torch.any(input_low < 0))
+        quantizer.scale = torch.nn.Parameter(input_high - quantizer.eps)
+    return quantizer
+
+
+def _weight(model: torch.nn.Module, roles: GraphRoles, site: Site) -> torch.Tensor:
+    node = roles.graph.get_node_by_name(site.op)
+    edge = next(e for e in roles.graph.get_input_edges(node) if e.input_port_id == site.port)
+    return model.get_parameter(edge.from_node.node_name).detach()
+
+
+def _weight_range(weight: torch.Tensor, spec: QuantizerSpec) -> tuple[tuple, torch.Tensor, torch.Tensor]:
+    shape = tuple(get_scale_shape(list(weight.shape), is_weights=True, per_channel=spec.per_channel))
+    dims = tuple(range(1, weight.dim())) if spec.per_channel else tuple(range(weight.dim()))
+    low, high = weight.amin(dim=dims), weight.amax(dim=dims)
+    return shape, low.reshape(shape), high.reshape(shape)
+
+
+@torch.no_grad()
+def respecify(model: torch.nn.Module, roles: GraphRoles, rules: Iterable[Rule], defaults: dict[str, QuantizerSpec],
+              calibration: list[torch.Tensor], recalibrate: bool = True) -> list[Decision]:
+    """Apply ``rules`` to every quantizer of the NNCF model ``model`` (in place).
+
+    ``defaults`` holds the base spec of ``"weights"`` and ``"activations"``. With
+    ``recalibrate=False`` (the stock-NNCF baselines) only the bit width changes and NNCF's
+    range and mode stay; otherwise each quantizer is rebuilt from its spec and re-calibrated.
+    """
+    rules = list(rules)
+    storage = get_hook_storage(model)
+    hooks = dict(storage.named_hooks())
+    decisions = []
+    for site in quantizer_sites(model, roles):
+        spec, keep_float = resolve(site, rules, defaults["weights" if site.is_weight else "activations"])
+        decisions.append(Decision(site, None if keep_float else spec))
+
+    for d in decisions:
+        if d.spec is None:
+            storage.delete_hook(d.site.hook_name)
+        elif not recalibrate:
+            hooks[d.site.hook_name].num_bits = d.spec.bits
+
+    if recalibrate:
+        activations = [d for d in decisions if d.spec is not None and not d.site.is_weight]
+        collectors = _collect(model, storage, hooks, activations, calibration)
+        for d in decisions:
+            if d.spec is None:
+                continue
+            if d.site.is_weight:
+                shape, low, high = _weight_range(_weight(model, roles, d.site), d.spec)
+            else:
+                lo, hi = collectors[d.site.hook_name].range()
+                shape, low, high = (1,), torch.tensor([lo]), torch.tensor([hi])
+            quantizer = build_quantizer(d.spec, shape, low, high, d.site.is_weight)
+            storage.delete_hook(d.site.hook_name)
+            storage.insert_hook_by_name(d.site.hook_name, quantizer)
+            if low.numel() == 1:
+                d.low, d.high = [float(quantizer_low(quantizer))], [float(quantizer_high(quantizer))]
+    return decisions
+
+
+def quantizer_low(q: BaseQuantizer) -> torch.Tensor:
+    if isinstance(q, AsymmetricQuantizer):
+        return q.input_low.detach().flatten()[0]
+    return -q.scale.detach().flatten()[0] if q.signed else torch.tensor(0.0)
+
+
+def quantizer_high(q: BaseQuantizer) -> torch.Tensor:
+    if isinstance(q, AsymmetricQuantizer):
+        return (q.input_low + q.input_range).detach().flatten()[0]
+    return q.scale.detach().flatten()[0]
+
+
+def _collect(model, storage, hooks, decisions: list[Decision], calibration: list[torch.Tensor]) -> dict:
+    """Run the calibration items with quantizers off and a collector behind each quantizer."""
+    collectors, handles = {}, []
+    for d in decisions:
+        collector = RangeCollector(d.spec)
+        prefix = d.site.hook_name.rsplit(".", 1)[0]
+        handles.append(storage.insert_hook_by_name(f"{prefix}.99", collector))
+        collectors[d.site.hook_name] = collector
+    quantizers = [h for h in hooks.values() if isinstance(h, BaseQuantizer)]
+    for q in quantizers:
+        q.disable_quantization()
+    was_training = model.training
+    model.eval()
+    try:
+        for x in calibration:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        for q in quantizers:
+            q.enable_quantization()
+        model.train(was_training)
+    return collectors

@@ -1,0 +1,67 @@
+"""Rules: match quantizer sites by role (and optionally by op-name regex), assign a spec or float.
+
+Every rule whose roles are all present on a site applies, in order; each merges its partial
+spec over the result so far (so a general rule and a specific one compose); ``float`` removes
+the quantizer. Rules are data: ``{"match": ["token_mixing_input"], "spec": {"bits": 4}}``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from .roles import ROLES, Site
+from .specs import QuantizerSpec, SpecError, check_keys, check_type
+
+
+@dataclass(frozen=True)
+class Rule:
+    match: frozenset  # roles that must all be present
+    spec: dict = field(default_factory=dict)  # partial QuantizerSpec fields
+    keep_float: bool = False
+    scope: Optional[str] = None  # regex, full match on the op name (NNCF's "{re}" scopes)
+    where: str = "rule"  # where the rule came from, for error messages
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "Rule":
+        check_keys(d, {"match", "spec", "float", "scope", "comment"}, where)
+        match = d.get("match", [])
+        if isinstance(match, str):
+            match = [match]
+        check_type(match, list, f"{where}.match")
+        unknown = sorted(set(match) - set(ROLES))
+        if unknown:
+            raise SpecError(f"{where}.match: unknown role(s) {unknown}; valid roles: {list(ROLES)}")
+        if not match and "scope" not in d:
+            raise SpecError(f"{where}: a rule needs 'match' (roles) or 'scope' (op-name regex)")
+        spec = check_type(d.get("spec", {}), dict, f"{where}.spec")
+        QuantizerSpec().merged(spec, f"{where}.spec")  # validate now, not at quantization time
+        keep_float = check_type(d.get("float", False), bool, f"{where}.float")
+        scope = d.get("scope")
+        if scope is not None:
+            check_type(scope, str, f"{where}.scope")
+            try:
+                re.compile(scope)
+            except re.error as e:
+                raise SpecError(f"{where}.scope: invalid regex {scope!r}: {e}") from None
+        return cls(frozenset(match), spec, keep_float, scope, where)
+
+    def matches(self, site: Site) -> bool:
+        if not self.match <= site.roles:
+            return False
+        return self.scope is None or re.fullmatch(self.scope, site.op) is not None
+
+
+def resolve(site: Site, rules: Iterable[Rule], default: QuantizerSpec) -> tuple[QuantizerSpec, bool]:
+    """The spec of ``site`` after all matching rules, and whether it stays in float."""
+    spec, keep_float = default, False
+    for rule in rules:
+        if rule.matches(site):
+            spec = spec.merged(rule.spec, rule.where)
+            keep_float = keep_float or rule.keep_float
+    return spec, keep_float
+
+
+def rules_from_list(items: list, where: str) -> tuple[Rule, ...]:
+    check_type(items, list, where)
+    return tuple(Rule.from_dict(r, f"{where}[{i}]") for i, r in enumerate(items))

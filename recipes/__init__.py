@@ -1,0 +1,1 @@
+"""Quantization recipes (JSON data), installed as the package ``qmlp_nncf.recipes``."""

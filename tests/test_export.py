@@ -1,0 +1,163 @@
+"""OpenVINO IR export: round trip, metadata, dynamic batch, OVMS layout, atomic writes, failures."""
+import json
+
+import numpy as np
+import openvino as ov
+import pytest
+import timm
+import torch
+
+import qmlp_nncf.models  # noqa: F401  (registers the Fashion-MNIST models)
+from qmlp_nncf.cli import main as qmlp_main
+from qmlp_nncf.export import ExportError, export_ir, ir_top1, read_metadata, torch_ir_agreement
+from qmlp_nncf.export.openvino_ir import failed_ops
+from qmlp_nncf.export.prepare import reinit_zero_head
+
+SHAPE = (1, 1, 28, 28)
+
+
+def tiny(name="mixer_fmnist"):
+    """A one-block Fashion-MNIST model with a non-zero head: converts in about a second."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, num_blocks=1).eval()
+    reinit_zero_head(model)
+    return model
+
+
+def run_cli(args, capsys):
+    code = qmlp_main(["export", *args, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", ["mixer_fmnist", "resmlp_fmnist", "gmlp_fmnist"])
+def test_round_trip(tmp_path, name):
+    model = tiny(name)
+    result = export_ir(model, tmp_path / "ir", SHAPE, metadata={"recipe": "fp32", "accuracy": {"top1": 0.5}})
+    assert result.xml.is_file() and result.bin.is_file()
+    ir = ov.Core().read_model(str(result.xml))
+    assert list(ir.inputs[0].get_shape()) == list(SHAPE)
+    meta = read_metadata(result.xml)
+    assert meta["recipe"] == "fp32" and json.loads(meta["accuracy"]) == {"top1": 0.5}
+    assert {"qmlp_nncf_version", "nncf_version", "openvino_version"} <= meta.keys()
+    x = torch.randn(*SHAPE)
+    compiled = ov.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    out = compiled(x.numpy())[0]
+    assert out.shape == (1, 10)
+    np.testing.assert_allclose(out, model(x).detach().numpy(), rtol=1e-3, atol=1e-4)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_dynamic_batch(tmp_path):
+    result = export_ir(tiny(), tmp_path / "ir", SHAPE, dynamic_batch=True)
+    ir = ov.Core().read_model(str(result.xml))
+    assert ir.inputs[0].get_partial_shape().is_dynamic
+    compiled = ov.Core().compile_model(ir, "CPU")
+    assert compiled(np.zeros((3, 1, 28, 28), np.float32))[0].shape == (3, 10)
+    assert read_metadata(result.xml)["input_shape"] == "[-1, 1, 28, 28]"
+
+
+def test_ovms_layout_and_force(tmp_path):
+    model = tiny()
+    result = export_ir(model, tmp_path / "repo", SHAPE, ovms_name="mixer", ovms_version=2)
+    assert result.xml == tmp_path / "repo" / "mixer" / "2" / "model.xml"
+    assert result.ovms_config == {"config": {"name": "mixer", "base_path": str(tmp_path / "repo" / "mixer")}}
+    with pytest.raises(ExportError, match="already exists.*force"):
+        export_ir(model, tmp_path / "repo", SHAPE, ovms_name="mixer", ovms_version=2)
+    before = result.xml.stat().st_mtime_ns
+    again = export_ir(model, tmp_path / "repo", SHAPE, ovms_name="mixer", ovms_version=2, force=True,
+                      metadata={"recipe": "again"})
+    assert again.xml.stat().st_mtime_ns >= before and read_metadata(again.xml)["recipe"] == "again"
+    assert sorted(p.name for p in (tmp_path / "repo" / "mixer").iterdir()) == ["2"]
+    with pytest.raises(ExportError, match="letters, digits"):
+        export_ir(model, tmp_path / "repo", SHAPE, ovms_name="a/b")
+
+
+class Unconvertible(torch.nn.Module):
+    def forward(self, x):
+        return torch.histc(x, bins=4)
+
+
+def test_failed_conversion_leaves_nothing(tmp_path):
+    with pytest.raises(ExportError, match="aten::histc"):
+        export_ir(Unconvertible(), tmp_path / "repo", SHAPE, ovms_name="bad")
+    assert list(tmp_path.iterdir()) == []
+    assert failed_ops("Summary:\n-- No conversion rule found for operations: aten::a, aten::b\n"
+                      "-- Conversion is failed for: prim::Constant\n") == ["aten::a", "aten::b"]
+
+
+def test_failed_conversion_keeps_old_ir(tmp_path):
+    good = export_ir(tiny(), tmp_path / "ir", SHAPE)
+    with pytest.raises(ExportError):
+        export_ir(Unconvertible(), tmp_path / "ir", SHAPE, force=True)
+    assert good.xml.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["ir"]
+
+
+def test_ir_top1_and_agreement(tmp_path):
+    model = tiny()
+    xml = export_ir(model, tmp_path / "ir", SHAPE).xml
+    images = torch.randn(37, 1, 28, 28)
+    labels = model(images).argmax(-1)
+    data = torch.utils.data.TensorDataset(images, labels)
+    assert ir_top1(xml, data, batch_size=16) == {"top1": 1.0, "n": 37}
+    m = torch_ir_agreement(model, xml, data, batch_size=16)
+    assert m["agreement"] == 1.0 and m["torch_top1"] == 1.0 and m["n"] == 37
+    with pytest.raises(FileNotFoundError, match="no OpenVINO IR"):
+        ir_top1(tmp_path / "missing.xml", data)
+
+
+def test_cli_export_and_errors(tmp_path, capsys):
+    code, out = run_cli(["--model", "resmlp_fmnist", "--out", str(tmp_path / "ir")], capsys)
+    assert code == 0 and out["metadata"]["model"] == "resmlp_fmnist" and out["metadata"]["recipe"] == "fp32"
+    assert (tmp_path / "ir" / "model.xml").is_file()
+    code, out = run_cli(["--model", "resmlp_fmnist", "--out", str(tmp_path / "ir")], capsys)
+    assert code == 2 and "--force" in out["error"]
+    code, out = run_cli(["--model", "resmlp_fmnist", "--ovms-repo", str(tmp_path / "repo")], capsys)
+    assert code == 2 and "--ovms-name" in out["error"]
+    code, out = run_cli(["--checkpoint", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "does not exist" in out["error"]
+    code, out = run_cli(["--model", "resmlp_fmnist", "--recipe", "no_such_recipe", "--out", str(tmp_path / "y")],
+                        capsys)
+    assert code == 2 and "no_such_recipe" in out["error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ir"]
+
+
+def test_cli_ovms(tmp_path, capsys):
+    code, out = run_cli(["--model", "gmlp_fmnist", "--ovms-repo", str(tmp_path), "--ovms-name", "gmlp",
+                         "--dynamic-batch"], capsys)
+    assert code == 0 and out["xml"] == str(tmp_path / "gmlp" / "1" / "model.xml")
+    assert out["ovms_config"]["config"]["name"] == "gmlp"
+
+
+@pytest.fixture(scope="module")
+def int8_ir(tmp_path_factory):
+    """A one-block Mixer quantized by stock nncf.quantize on 8 Fashion-MNIST train images, as IR."""
+    import nncf
+
+    from qmlp_nncf.data import FashionMNIST, calibration_subset
+
+    model = tiny()
+    calibration = calibration_subset(FashionMNIST("train"), 8)
+    quantized = nncf.quantize(model, nncf.Dataset(calibration, lambda item: item[0].unsqueeze(0)), subset_size=8)
+    result = export_ir(quantized, tmp_path_factory.mktemp("int8") / "ir", SHAPE,
+                       metadata={"model": "mixer_fmnist_1block", "recipe": "nncf_default_w8a8"})
+    return quantized, result.xml
+
+
+def test_int8_ir(int8_ir):
+    from qmlp_nncf.benchmark import precision_census
+
+    _, xml = int8_ir
+    ir = ov.Core().read_model(str(xml))
+    assert sum(op.get_type_name() == "FakeQuantize" for op in ir.get_ordered_ops()) > 0
+    census = precision_census(ov.Core().compile_model(ir, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}))
+    assert census["gemm_ops"] >= 4 and census["int8_share"] > 0.9
+
+
+def test_int8_agreement_on_fashion_mnist(int8_ir):
+    from torch.utils.data import Subset
+
+    from qmlp_nncf.data import FashionMNIST
+
+    quantized, xml = int8_ir
+    m = torch_ir_agreement(quantized, xml, Subset(FashionMNIST("test"), range(200)))
+    assert m["agreement"] >= 0.95  # random weights: quantization is discontinuous, trained models reach 99.5 %

@@ -1,0 +1,106 @@
+"""benchmarks/ov_latency.py: quick runs, JSON contract, precision census, devices, bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+import timm
+import torch
+
+import qmlp_nncf.models  # noqa: F401
+from qmlp_nncf.benchmark.ov_latency import BenchConfig, BenchmarkError, main, resolve_devices
+from qmlp_nncf.export import export_ir
+from qmlp_nncf.export.prepare import reinit_zero_head
+
+from conftest import REPO
+
+ROW_KEYS = {"model", "recipe", "device", "hint", "batch", "mode", "latency_median_ms", "latency_p90_ms",
+            "latency_min_ms", "latency_max_ms", "fps", "int8_share", "speedup_vs_fp32", "census"}
+
+
+@pytest.fixture(scope="module")
+def float_ir(tmp_path_factory):
+    model = timm.create_model("resmlp_fmnist", num_blocks=1).eval()
+    reinit_zero_head(model)
+    out = tmp_path_factory.mktemp("ir") / "resmlp"
+    return export_ir(model, out, (1, 1, 28, 28), metadata={"model": "resmlp_1block", "recipe": "fp32"}).xml
+
+
+def test_quick_json(float_ir, tmp_path, capsys):
+    out = tmp_path / "sub" / "bench.json"
+    assert main(["--ir", str(float_ir), "--device", "CPU", "--hint", "f32", "--batch", "4", "--quick",
+                 "--json", str(out), "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert "| resmlp_1block | fp32 | CPU | f32 |" in table
+    result = json.loads(out.read_text())
+    assert {"cpu", "flags", "openvino", "usable_cpus"} <= result["machine"].keys()
+    assert {r["mode"]: r["batch"] for r in result["rows"]} == {"latency": 1, "throughput": 4}
+    for row in result["rows"]:
+        assert ROW_KEYS <= row.keys()
+        assert row["census"]["FullyConnected"] == {"f32": row["gemm_ops"]} and row["int8_share"] == 0.0
+        assert row["speedup_vs_fp32"] == 1.0 and row["fps"] > 0 and row["latency_median_ms"] > 0
+
+
+def test_int8_ir_speedup_rows(float_ir, tmp_path, capsys):
+    """An int8 IR next to its float IR: census says i8, speedup is filled in against the f32 float IR."""
+    import nncf
+
+    model = timm.create_model("resmlp_fmnist", num_blocks=1).eval()
+    reinit_zero_head(model)
+    q = nncf.quantize(model, nncf.Dataset([torch.randn(1, 1, 28, 28) for _ in range(4)]), subset_size=4)
+    int8 = export_ir(q, tmp_path / "int8", (1, 1, 28, 28), metadata={"model": "resmlp_1block", "recipe": "w8a8"})
+    out = tmp_path / "b.json"
+    assert main(["--ir", str(float_ir), "--ir", str(int8.xml.parent), "--device", "CPU", "--hint", "bf16",
+                 "--batch", "2", "--quick", "--json", str(out), "--no-progress"]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["recipe"], r["hint"]) for r in rows} == {("fp32", "f32"), ("fp32", "bf16"), ("w8a8", "bf16")}
+    for r in rows:
+        if r["recipe"] == "w8a8":
+            assert r["int8_share"] > 0.9 and r["speedup_vs_fp32"] > 0
+
+
+def test_model_on_the_fly(capsys):
+    """--model builds the float IR itself (random weights until the zoo checkpoint exists)."""
+    assert main(["--model", "gmlp_fmnist", "--device", "CPU", "--hint", "f32", "--batch", "2", "--quick",
+                 "--no-progress"]) == 0
+    assert "| gmlp_fmnist | fp32 | CPU | f32 |" in capsys.readouterr().out
+
+
+def test_absent_device_is_skipped():
+    use, notes = resolve_devices(["GPU", "CPU"], ["CPU"])
+    assert use == ["CPU"] and "GPU skipped" in notes[0]
+    assert resolve_devices([], ["CPU"]) == (["CPU", "AUTO"], [])
+    assert resolve_devices([], ["CPU", "GPU.0"])[0] == ["CPU", "GPU", "AUTO"]
+    with pytest.raises(BenchmarkError, match="none of the requested devices"):
+        resolve_devices(["GPU"], ["CPU"])
+
+
+def test_absent_device_cli(float_ir, capsys):
+    assert main(["--ir", str(float_ir), "--device", "NPU", "--quick", "--no-progress"]) == 2
+    assert "none of the requested devices (NPU)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ir", "/no/such/model.xml"], "no OpenVINO IR at /no/such/model.xml"),
+    ([], "nothing to benchmark"),
+    (["--model", "no_such_model"], "unknown model 'no_such_model'"),
+    (["--model", "gmlp_fmnist", "--recipe", "no_such_recipe"], "no_such_recipe"),
+    (["--ir", "x.xml", "--recipe", "fp32"], "--recipe applies to --model"),
+])
+def test_bad_input(args, message, capsys):
+    assert main([*args, "--quick", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_config_validation():
+    with pytest.raises(BenchmarkError, match="--batch"):
+        BenchConfig(batch=0)
+    assert BenchConfig(quick=True).duration_s == 0.5
+
+
+def test_script_help():
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ov_latency.py"), "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for flag in ("--ir", "--model", "--recipe", "--device", "--batch", "--hint", "--quick", "--json"):
+        assert flag in out
