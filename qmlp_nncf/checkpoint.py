@@ -3,6 +3,8 @@
 Layout: ``state_dict`` (the weights to evaluate: EMA weights when EMA was on), ``arch`` (timm
 model name), ``model_kwargs``, ``config`` (training config), ``data_fingerprint``, ``top1``,
 ``epoch``; a resumable training checkpoint adds ``train_state`` (raw model, optimizer, EMA).
+A quantized (NNCF) model adds ``nncf_config`` (``nncf.torch.get_config``): loading rebuilds the
+float model, re-inserts the quantizers with ``nncf.torch.load_from_config``, then loads the weights.
 """
 from __future__ import annotations
 
@@ -33,8 +35,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    from nncf.common.quantization.structs import QuantizationScheme
+
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals([QuantizationScheme]):  # enum inside nncf_config
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
     if not isinstance(ckpt, dict):
@@ -58,9 +63,41 @@ def load_model(path: str | Path, arch: Optional[str] = None, **kwargs) -> tuple[
     if arch is None:
         raise CheckpointError(f"{path} is a bare state_dict: pass the model name (--model)")
     model = create_model(arch, **{**ckpt.get("model_kwargs", {}), **kwargs})
+    if "nncf_config" in ckpt:
+        model = restore_quantizers(model.eval(), ckpt["nncf_config"])
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as e:
         raise CheckpointError(f"{path} does not fit model {arch!r}: {str(e).splitlines()[0]}") from e
+    if "nncf_config" in ckpt:
+        reset_quantizer_levels(model)
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "train_state")}
     return model.eval(), meta
+
+
+def restore_quantizers(model: torch.nn.Module, nncf_config: dict) -> torch.nn.Module:
+    from nncf.torch import load_from_config
+
+    return load_from_config(model, nncf_config)
+
+
+def reset_quantizer_levels(model: torch.nn.Module) -> None:
+    """``load_state_dict`` restores a quantizer's ``_num_bits`` buffer but not its levels: re-apply."""
+    from nncf.torch.function_hook import get_hook_storage
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    for _, hook in get_hook_storage(model).named_hooks():
+        if isinstance(hook, BaseQuantizer):
+            hook.num_bits = int(hook._num_bits.item())
+
+
+def quantized_payload(model: torch.nn.Module) -> dict:
+    """The checkpoint keys that make an NNCF model loadable (empty for a float model)."""
+    from nncf.torch import get_config
+    from nncf.torch.function_hook import get_hook_storage
+
+    try:
+        storage = get_hook_storage(model)
+    except AttributeError:  # a float model: no NNCF hook storage
+        return {}
+    return {"nncf_config": get_config(model)} if not storage.is_empty() else {}

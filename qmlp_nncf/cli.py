@@ -1,4 +1,4 @@
-"""The ``qmlp`` command: train, eval and list the model zoo.
+"""The ``qmlp`` command: train, convert, quantize, fine-tune, export, evaluate, list the zoo.
 
 Every sub-command exits non-zero with a one-line message on bad input; ``--json`` prints one
 JSON object on stdout (progress and logs go to stderr).
@@ -31,7 +31,6 @@ def cmd_train(args) -> dict:
     from .training import TrainConfig, train
     from .zoo import publish
 
-    _threads(args.threads)
     cfg = TrainConfig(model=args.model, out=args.out, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                       label_smoothing=args.label_smoothing, ema_decay=args.ema, seed=args.seed, amp=args.amp,
@@ -72,18 +71,32 @@ def eval_dataset(data: str, model, data_dir: str | None):
 
 
 def cmd_eval(args) -> dict:
+    """Top-1 of a float or quantized checkpoint, of a model quantized on the fly (--recipe), or of an IR."""
     from torch.utils.data import Subset
 
     from .evaluation import evaluate
 
-    _threads(args.threads)
+    if args.ir:
+        from .data import FashionMNIST
+        from .export.evaluate import ir_top1
+
+        if args.data != "fashion-mnist":
+            raise ValueError("--ir evaluates on Fashion-MNIST (the IRs of the small zoo models)")
+        dataset = FashionMNIST("test", args.data_dir)
+        if args.limit:
+            dataset = Subset(dataset, range(min(args.limit, len(dataset))))
+        return {"ir": args.ir, "data": args.data, **ir_top1(args.ir, dataset)}
     model, meta = resolve_model(args.model, args.checkpoint)
+    result = {"model": meta.get("arch", args.model), "data": args.data, "reference_top1": meta.get("top1")}
+    if args.recipe:
+        from .quantization.commands import quantize_from_args
+
+        model, recipe, seconds = quantize_from_args(args, model)
+        result.update(recipe=recipe, ptq_time_s=round(seconds, 2))
     dataset = eval_dataset(args.data, model, args.data_dir)
     if args.limit:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
-    metrics = evaluate(model, dataset, batch_size=args.batch_size, progress=not args.json)
-    return {"model": meta.get("arch", args.model), "data": args.data, **metrics,
-            "reference_top1": meta.get("top1")}
+    return {**result, **evaluate(model, dataset, batch_size=args.batch_size, progress=not args.json)}
 
 
 # ---------------------------------------------------------------- zoo
@@ -133,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", default="fashion-mnist", help="fashion-mnist, or an ImageFolder path")
     e.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
     e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--recipe", help="quantize with this recipe first (calibration on Fashion-MNIST train)")
+    e.add_argument("--calibration-size", type=int, default=0, help="with --recipe: calibration images")
+    e.add_argument("--ir", help="evaluate an OpenVINO IR (.xml) instead of a torch model")
     e.set_defaults(func=cmd_eval)
 
     z = sub.add_parser("zoo", help="list the committed models and their reference top-1")
@@ -140,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .export.commands import add_commands as add_export_commands
     from .models.commands import add_commands as add_model_commands
+    from .quantization.commands import add_commands as add_quantization_commands
 
-    for s in (t, e, z, *add_export_commands(sub), *add_model_commands(sub)):
+    for s in (t, e, z, *add_export_commands(sub), *add_model_commands(sub), *add_quantization_commands(sub)):
         s.add_argument("--json", action="store_true", help="print the result as one JSON object")
         s.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
         s.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files (else $QMLP_DATA_DIR, "
@@ -151,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _threads(args.threads)
     try:
         result = args.func(args)
     except (ValueError, KeyError, DataError, CheckpointError, FileNotFoundError) as e:

@@ -6,12 +6,10 @@ import sys
 
 
 def cmd_export(args) -> dict:
-    from ..cli import _threads
     from .evaluate import torch_ir_agreement
     from .openvino_ir import ExportError, check_target, export_ir, target_dir
     from .prepare import FP32, prepare
 
-    _threads(args.threads)
     if bool(args.out) == bool(args.ovms_repo):
         raise ExportError("give exactly one destination: --out DIR, or --ovms-repo DIR --ovms-name NAME")
     if bool(args.ovms_repo) != bool(args.ovms_name):

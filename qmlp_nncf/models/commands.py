@@ -33,11 +33,10 @@ def _top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def cmd_convert(args) -> dict:
     """Convert, check the exact part, measure top-1 before fine-tuning, write the checkpoint."""
     from ..checkpoint import create_model, save_checkpoint
-    from ..cli import _threads, eval_dataset, resolve_model
+    from ..cli import eval_dataset, resolve_model
     from ..zoo import get_entry
     from .surgery import QmlpConfig, to_qmlp
 
-    _threads(args.threads)
     activation = None if args.activation == "none" else args.activation
     cfg = QmlpConfig(layernorm=not args.no_layernorm, activation=activation, token_groups=args.token_groups,
                      clip=tuple(args.clip))

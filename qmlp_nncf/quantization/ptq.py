@@ -2,6 +2,8 @@
 or ``nncf.compress_weights`` for weight-only recipes."""
 from __future__ import annotations
 
+import difflib
+import re
 import sys
 import time
 from typing import Iterable, Optional
@@ -89,6 +91,7 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     """Quantize ``model`` with a recipe; returns a new NNCF model (``model`` is left untouched).
 
     ``dataset`` yields calibration inputs (``x`` or ``(x, label)``; take them from the *train* split).
+    An ``ignored_scope`` name or pattern that matches no op raises ``SpecError``.
     The returned model carries ``qmlp_report``: one dict per quantizer (hook, roles, spec, range),
     and ``qmlp_recipe``: the recipe name.
     """
@@ -106,9 +109,10 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         quantized = _compress_weights(model, recipe, items)
         report: list[dict] = []
     else:
+        roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
+        _check_ignored_scope(ignored_scope, roles)
         quantized = nncf.quantize(model, nncf.Dataset(items), **_nncf_kwargs(recipe, ignored_scope))
         rules = (family_rules(family) if recipe.family_rules else ()) + recipe.rules
-        roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
         _check_scopes(rules, roles)
         decisions = respecify(quantized, roles, rules, {"weights": recipe.weights, "activations": recipe.activations},
                               items, recalibrate=recipe.recalibrate)
@@ -120,16 +124,36 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     return quantized
 
 
+def _op_examples(names: list[str]) -> str:
+    return ", ".join(n for n in names if "/" in n and "linear" in n)[:300]
+
+
 def _check_scopes(rules, roles: GraphRoles) -> None:
     """A rule with an op-name regex that matches no op is a configuration error."""
-    import re
-
     names = [n.node_name for n in roles.graph.get_all_nodes()]
     for rule in rules:
         if rule.scope is not None and not any(re.fullmatch(rule.scope, n) for n in names):
-            examples = ", ".join(n for n in names if "/" in n and "linear" in n)[:300]
             raise SpecError(f"{rule.where}.scope: regex {rule.scope!r} matches no op of this model; "
-                            f"op names look like: {examples}")
+                            f"op names look like: {_op_examples(names)}")
+
+
+def _check_ignored_scope(ignored_scope: Optional[nncf.IgnoredScope], roles: GraphRoles) -> None:
+    """An ignored name or pattern (NNCF semantics: ``re.match``) that matches no op is an error.
+
+    Checked here, before ``nncf.quantize``, so that the message names the entry and shows op names.
+    """
+    if ignored_scope is None or not ignored_scope.validate:
+        return
+    names = [n.node_name for n in roles.graph.get_all_nodes()]
+    for name in ignored_scope.names:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"op names look like: {_op_examples(names)}"
+            raise SpecError(f"ignored scope: op {name!r} is not in this model; {hint}")
+    for pattern in ignored_scope.patterns:
+        if not any(re.match(pattern, n) for n in names):
+            raise SpecError(f"ignored scope: pattern {pattern!r} matches no op of this model "
+                            f"(matched from the start of the name); op names look like: {_op_examples(names)}")
 
 
 __all__ = ["quantize", "calibration_items", "Decision"]

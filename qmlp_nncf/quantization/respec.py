@@ -37,8 +37,9 @@ class Decision:
 
     site: Site
     spec: Optional[QuantizerSpec]  # None: removed (kept in float)
-    low: Optional[list] = None
+    low: Optional[list] = None  # the installed quantizer's range (after NNCF's zero-point alignment)
     high: Optional[list] = None
+    calibrated: Optional[tuple] = None  # the estimator's raw (low, high) on the calibration set
 
     def to_dict(self) -> dict:
         d = {"hook": self.site.hook_name, "roles": sorted(self.site.roles), "float": self.spec is None}
@@ -46,6 +47,8 @@ class Decision:
             d.update(self.spec.to_dict())
             if self.low is not None and len(self.low) == 1:
                 d.update(low=self.low[0], high=self.high[0])
+            if self.calibrated is not None:
+                d.update(calibrated_low=self.calibrated[0], calibrated_high=self.calibrated[1])
         return d
 
 
@@ -131,8 +134,8 @@ def respecify(model: torch.nn.Module, roles: GraphRoles, rules: Iterable[Rule], 
             if d.site.is_weight:
                 shape, low, high = _weight_range(_weight(model, roles, d.site), d.spec)
             else:
-                lo, hi = collectors[d.site.hook_name].range()
-                shape, low, high = (1,), torch.tensor([lo]), torch.tensor([hi])
+                d.calibrated = collectors[d.site.hook_name].range()
+                shape, low, high = (1,), torch.tensor([d.calibrated[0]]), torch.tensor([d.calibrated[1]])
             quantizer = build_quantizer(d.spec, shape, low, high, d.site.is_weight)
             storage.delete_hook(d.site.hook_name)
             storage.insert_hook_by_name(d.site.hook_name, quantizer)

@@ -3,6 +3,11 @@
 Every rule whose roles are all present on a site applies, in order; each merges its partial
 spec over the result so far (so a general rule and a specific one compose); ``float`` removes
 the quantizer. Rules are data: ``{"match": ["token_mixing_input"], "spec": {"bits": 4}}``.
+
+``scope`` (a regex, full match) selects by NNCF op name: the op the quantizer is attached to, or a
+Linear/Conv that reads the quantized tensor (so ``.*linear_tokens.*`` reaches that Linear's input
+quantizer, which NNCF hangs on the producing norm). ``quantizer_kind`` (``"weights"`` or
+``"activations"``) restricts a rule to one kind of quantizer, e.g. for a scope that would hit both.
 """
 from __future__ import annotations
 
@@ -13,18 +18,21 @@ from typing import Iterable, Optional
 from .roles import ROLES, Site
 from .specs import QuantizerSpec, SpecError, check_keys, check_type
 
+QUANTIZER_KINDS = ("weights", "activations")
+
 
 @dataclass(frozen=True)
 class Rule:
     match: frozenset  # roles that must all be present
     spec: dict = field(default_factory=dict)  # partial QuantizerSpec fields
     keep_float: bool = False
-    scope: Optional[str] = None  # regex, full match on the op name (NNCF's "{re}" scopes)
+    scope: Optional[str] = None  # regex, full match on the op name or a Linear/Conv it feeds (NNCF's "{re}")
+    quantizer_kind: Optional[str] = None  # "weights" | "activations": only that kind of quantizer
     where: str = "rule"  # where the rule came from, for error messages
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "Rule":
-        check_keys(d, {"match", "spec", "float", "scope", "comment"}, where)
+        check_keys(d, {"match", "spec", "float", "scope", "quantizer_kind", "comment"}, where)
         match = d.get("match", [])
         if isinstance(match, str):
             match = [match]
@@ -44,12 +52,17 @@ class Rule:
                 re.compile(scope)
             except re.error as e:
                 raise SpecError(f"{where}.scope: invalid regex {scope!r}: {e}") from None
-        return cls(frozenset(match), spec, keep_float, scope, where)
+        kind = d.get("quantizer_kind")
+        if kind not in (None, *QUANTIZER_KINDS):
+            raise SpecError(f"{where}.quantizer_kind: {kind!r} unknown; choose one of {list(QUANTIZER_KINDS)}")
+        return cls(frozenset(match), spec, keep_float, scope, kind, where)
 
     def matches(self, site: Site) -> bool:
         if not self.match <= site.roles:
             return False
-        return self.scope is None or re.fullmatch(self.scope, site.op) is not None
+        if self.quantizer_kind is not None and site.is_weight != (self.quantizer_kind == "weights"):
+            return False
+        return self.scope is None or any(re.fullmatch(self.scope, op) for op in (site.op, *site.consumers))
 
 
 def resolve(site: Site, rules: Iterable[Rule], default: QuantizerSpec) -> tuple[QuantizerSpec, bool]:

@@ -23,7 +23,7 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 from tqdm import tqdm
 
-from ..checkpoint import create_model, load_model, read_checkpoint, save_checkpoint
+from ..checkpoint import create_model, load_model, quantized_payload, read_checkpoint, save_checkpoint
 from ..data import FashionMNIST
 from ..evaluation import evaluate
 
@@ -85,8 +85,9 @@ def _distill_loss(logits, teacher_logits, t: float):
                     reduction="batchmean", log_target=True) * t * t
 
 
-def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
-    """Train ``cfg.model``; returns the release checkpoint's metadata (top1, epochs, time...)."""
+def train(cfg: TrainConfig, resume: bool = False, log=print, model: Optional[torch.nn.Module] = None) -> dict:
+    """Train ``cfg.model`` (or the given ``model``, e.g. an NNCF-quantized one for QAT); returns the
+    release checkpoint's metadata (top1, epochs, time...)."""
     rank, world = _distributed()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
@@ -101,7 +102,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     test_eval = Subset(test_set, range(cfg.test_subset)) if cfg.test_subset else test_set
 
     model_kwargs = read_checkpoint(cfg.init_from).get("model_kwargs", {}) if cfg.init_from else {}
-    model = load_model(cfg.init_from, arch=cfg.model)[0] if cfg.init_from else create_model(cfg.model)
+    if model is None:
+        model = load_model(cfg.init_from, arch=cfg.model)[0] if cfg.init_from else create_model(cfg.model)
     model.train()
     teacher = load_model(cfg.teacher)[0] if cfg.teacher else None
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay else None
@@ -197,5 +199,6 @@ def _payload(cfg, model_kwargs, eval_model, train_set, test_set, history, elapse
         "train_time_s": round(elapsed, 1),
         "world_size": world,
         "params": sum(p.numel() for p in eval_model.parameters()),
+        **quantized_payload(eval_model),
         "train_state": train_state,
     }

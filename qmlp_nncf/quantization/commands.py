@@ -1,0 +1,131 @@
+"""``qmlp quantize`` (PTQ with a recipe or an NNCF-style config, then evaluate, save and export) and
+``qmlp qat`` (fine-tune a quantized checkpoint with distillation)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def recipe_from_args(args):
+    """``(recipe, ignored_scope, config)`` from ``--recipe NAME`` or ``--config FILE``."""
+    from .recipes import load_recipe
+
+    if getattr(args, "config", None):
+        from .config import load_config
+
+        cfg = load_config(args.config)
+        return cfg.recipe, cfg.ignored_scope, cfg
+    return load_recipe(args.recipe), None, None
+
+
+def quantize_from_args(args, model):
+    """PTQ of ``model`` with ``--recipe`` or ``--config``; returns (quantized, recipe name, seconds)."""
+    from ..data import FashionMNIST, calibration_subset
+    from . import quantize
+
+    recipe, ignored, _ = recipe_from_args(args)
+    calib = calibration_subset(FashionMNIST("train", args.data_dir), args.calibration_size or recipe.calibration_size)
+    t0 = time.time()
+    quantized = quantize(model, calib, recipe, ignored_scope=ignored, log=_log)
+    return quantized, recipe.name, time.time() - t0
+
+
+def cmd_quantize(args) -> dict:
+    from torch.utils.data import Subset
+
+    from ..checkpoint import quantized_payload, save_checkpoint
+    from ..cli import resolve_model
+    from ..data import FashionMNIST
+    from ..evaluation import evaluate
+    from ..export import export_ir
+    from ..export.prepare import input_shape_of
+
+    if not (args.recipe or args.config):
+        raise ValueError("give --recipe NAME (see `qmlp quantize --list-recipes`) or --config FILE")
+    _, _, cfg = recipe_from_args(args)
+    if cfg is not None:
+        args.model, args.checkpoint = args.model or cfg.model, args.checkpoint or cfg.checkpoint
+    model, meta = resolve_model(args.model, args.checkpoint)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise ValueError(f"{out} is not empty; pass --force to overwrite")
+    quantized, recipe, ptq_s = quantize_from_args(args, model)
+    test = FashionMNIST("test", args.data_dir)
+    if args.limit:
+        test = Subset(test, range(min(args.limit, len(test))))
+    metrics = evaluate(quantized, test, progress=not args.json)
+    arch = meta.get("arch", args.model)
+    payload = {"state_dict": quantized.state_dict(), "arch": arch, "model_kwargs": meta.get("model_kwargs", {}),
+               "recipe": recipe, "report": quantized.qmlp_report, "top1": metrics["top1"],
+               "test_images": metrics["n"], "float_top1": meta.get("top1"), "source": args.checkpoint or arch}
+    payload.update(quantized_payload(quantized))
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out / "quantized.pth", payload)
+    result = {"model": arch, "recipe": recipe, "top1": metrics["top1"], "n": metrics["n"],
+              "float_top1": meta.get("top1"), "ptq_time_s": round(ptq_s, 2),
+              "quantizers": sum(not r["float"] for r in quantized.qmlp_report),
+              "checkpoint": str(out / "quantized.pth")}
+    if not args.no_export:
+        ir = export_ir(quantized, out / "ir", (1, *input_shape_of(model)), force=args.force,
+                       metadata={"recipe": recipe, "source_checkpoint": payload["source"],
+                                 "torch_top1": metrics["top1"], "test_images": metrics["n"]})
+        result.update(ir=str(ir.xml), ir_mb=round(ir.bin.stat().st_size / 2**20, 3))
+    return result
+
+
+def cmd_qat(args) -> dict:
+    from ..checkpoint import load_model
+    from ..training import TrainConfig
+    from .qat import qat
+
+    quantized, meta = load_model(args.checkpoint)
+    teacher = args.teacher or meta.get("source")
+    if teacher and not Path(teacher).is_file():
+        from ..zoo import get_entry
+
+        teacher = str(get_entry(teacher).checkpoint)
+    cfg = TrainConfig(model=meta["arch"], out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      warmup_epochs=args.warmup_epochs, weight_decay=0.0, amp="off", seed=args.seed,
+                      data_dir=args.data_dir, train_subset=args.train_subset, test_subset=args.test_subset,
+                      init_from=args.checkpoint, teacher=teacher, distill_weight=args.distill_weight)
+    result = qat(quantized, cfg, resume=args.resume, log=_log)
+    return {k: result[k] for k in ("top1", "epoch", "train_time_s") if k in result} | {"recipe": meta.get("recipe")}
+
+
+def add_commands(subparsers) -> list[argparse.ArgumentParser]:
+    from . import list_recipes
+
+    q = subparsers.add_parser("quantize", help="post-training quantization with a recipe or an NNCF-style config")
+    q.add_argument("--recipe", help=f"a recipe: {', '.join(list_recipes())}, or a recipe .json path")
+    q.add_argument("--config", help="NNCF-style JSON config (docs/config.md); may name the model and recipe")
+    q.add_argument("--model", help="zoo or timm model name")
+    q.add_argument("--checkpoint", help="float checkpoint")
+    q.add_argument("--out", required=True, help="output folder: quantized.pth and ir/model.xml")
+    q.add_argument("--calibration-size", type=int, default=0, help="calibration images (default: the recipe's)")
+    q.add_argument("--limit", type=int, default=0, help="evaluate on the first N test images only")
+    q.add_argument("--no-export", action="store_true", help="skip the OpenVINO IR export")
+    q.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    q.set_defaults(func=cmd_quantize)
+
+    t = subparsers.add_parser("qat", help="quantization-aware fine-tuning of a `qmlp quantize` checkpoint")
+    t.add_argument("--checkpoint", required=True, help="quantized.pth written by `qmlp quantize`")
+    t.add_argument("--teacher", help="float teacher checkpoint or zoo name (default: the quantized model's source)")
+    t.add_argument("--out", required=True)
+    t.add_argument("--epochs", type=int, default=2)
+    t.add_argument("--lr", type=float, default=5e-5)
+    t.add_argument("--warmup-epochs", type=float, default=0.1)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--distill-weight", type=float, default=0.7)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--train-subset", type=int, default=0)
+    t.add_argument("--test-subset", type=int, default=0)
+    t.add_argument("--resume", action="store_true")
+    t.set_defaults(func=cmd_qat)
+    return [q, t]

@@ -1,0 +1,205 @@
+"""Roles, rules, per-op calibration and the NNCF post-pass, on small random models and real images."""
+import numpy as np
+import openvino as ov
+import pytest
+import timm
+import torch
+
+import qmlp_nncf.models  # noqa: F401
+from qmlp_nncf.checkpoint import load_model, quantized_payload, save_checkpoint
+from qmlp_nncf.data import calibration_subset
+from qmlp_nncf.quantization import QuantizerSpec, Rule, SpecError, list_recipes, load_recipe, quantize
+from qmlp_nncf.quantization.calibration import RangeCollector
+from qmlp_nncf.quantization.specs import RangeSpec
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def small(name, **kw):
+    torch.manual_seed(0)
+    model = timm.create_model(name, num_blocks=2, **kw).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def calib(fmnist_train):
+    return calibration_subset(fmnist_train, 16)
+
+
+def roles_by_hook(q):
+    return {r["hook"]: set(r["roles"]) for r in q.qmlp_report}
+
+
+QUIET = dict(log=lambda m: None)
+
+EXPECTED_DEFAULT_PLACEMENT = {
+    "mixer_fmnist": {
+        "pre_hooks.blocks/0/mlp_tokens/fc1/linear/0__1.0": {"weights", "token_mixing"},
+        "pre_hooks.blocks/0/mlp_channels/fc2/linear/0__1.0": {"weights", "channel_mixing"},
+        "pre_hooks.blocks/0/norm1/layer_norm/0__2.0": {"weights", "norm"},
+        "pre_hooks.head/linear/0__1.0": {"weights", "classifier"},
+        "pre_hooks.stem/proj/conv2d/0__1.0": {"weights", "patch_embedding"},
+        "post_hooks.x__0.0": {"patch_embedding_input"},
+        "post_hooks.blocks/0/norm1/layer_norm/0__0.0": {"norm_output", "token_mixing_input"},
+        "post_hooks.blocks/0/mlp_tokens/act/gelu/0__0.0": {"activation_output", "token_mixing_input"},
+        "post_hooks.blocks/0/norm2/layer_norm/0__0.0": {"norm_output", "channel_mixing_input"},
+        "post_hooks.blocks/0/mlp_channels/act/gelu/0__0.0": {"activation_output", "channel_mixing_input"},
+        "post_hooks.blocks/0/add/0__0.0": {"residual_add"},
+        "post_hooks./mean/0__0.0": {"classifier_input"},
+    },
+    "resmlp_fmnist": {
+        "pre_hooks.blocks/0/linear_tokens/linear/0__1.0": {"weights", "token_mixing"},
+        "post_hooks.blocks/0/norm1/addcmul/0__0.0": {"norm_output", "token_mixing_input"},
+        "post_hooks.blocks/0/mul/0__0.0": {"residual_add"},
+        "pre_hooks.blocks/0/add/1__0.0": {"residual_add"},
+        "post_hooks.blocks/0/mlp_channels/act/gelu/0__0.0": {"activation_output", "channel_mixing_input"},
+    },
+    "gmlp_fmnist": {
+        "pre_hooks.blocks/0/mlp_channels/gate/proj/linear/0__1.0": {"weights", "spatial_gating"},
+        "post_hooks.blocks/0/mlp_channels/gate/norm/layer_norm/0__0.0": {"norm_output", "token_mixing_input"},
+        "post_hooks.blocks/0/mlp_channels/gate/mul/0__0.0": {"spatial_gating_product", "channel_mixing_input"},
+        "post_hooks.blocks/0/mlp_channels/gate/proj/linear/0__0.0": {"spatial_gating_input"},
+        "post_hooks.blocks/0/norm/layer_norm/0__0.0": {"norm_output", "channel_mixing_input"},
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_DEFAULT_PLACEMENT))
+def test_every_quantizer_gets_its_role(name, calib):
+    q = quantize(small(name), calib, "nncf_default_w8a8", **QUIET)
+    roles = roles_by_hook(q)
+    for hook, expected in EXPECTED_DEFAULT_PLACEMENT[name].items():
+        assert roles[hook] == expected, hook
+    assert all(roles.values()), [h for h, r in roles.items() if not r]
+
+
+@pytest.mark.parametrize("name", ["qmlp_mixer_fmnist", "qmlp_resmlp_fmnist", "qmlp_gmlp_fmnist"])
+def test_each_token_group_keeps_its_own_4bit_input_quantizer(name, calib):
+    q = quantize(small(name), calib, "qmlp_w4a4", **QUIET)
+    token_inputs = [r for r in q.qmlp_report if "token_mixing_input" in r["roles"] and "norm_output" in r["roles"]]
+    assert len(token_inputs) == 2 * 4  # 2 blocks x 4 groups, one quantizer each
+    assert all(r["bits"] == 4 and not r["symmetric"] for r in token_inputs)
+    assert len({r["hook"] for r in token_inputs}) == 8
+    assert len({r["calibrated_high"] for r in token_inputs}) == 8  # each calibrated on its own group
+
+
+def test_w4a4_specs_follow_the_rules(calib):
+    q = quantize(small("qmlp_resmlp_fmnist"), calib, "qmlp_w4a4", **QUIET)
+    for r in q.qmlp_report:
+        roles = set(r["roles"])
+        if roles & {"token_mixing", "channel_mixing"} and "weights" in roles:
+            assert (r["bits"], r["symmetric"], r["per_channel"]) == (4, True, True)
+        elif roles & {"classifier", "patch_embedding"}:
+            assert r["bits"] == 8
+        elif roles & {"token_mixing_input", "channel_mixing_input"} and not roles & {"classifier_input"}:
+            assert (r["bits"], r["symmetric"], r["range"]["estimator"]) == (4, False, "percentile")
+
+
+def test_per_op_percentile_matches_a_hand_computed_reference(calib):
+    model = small("mixer_fmnist")
+    rule = Rule.from_dict({"match": ["channel_mixing_input", "norm_output"],
+                           "spec": {"symmetric": False, "range": {"estimator": "percentile", "percentile": 99.0}}},
+                          "test")
+    q = quantize(model, calib, "qmlp_w8a8", extra_rules=(rule,), **QUIET)
+    row = next(r for r in q.qmlp_report if r["hook"] == "post_hooks.blocks/1/norm2/layer_norm/0__0.0")
+    seen = []
+    handle = model.blocks[1].norm2.register_forward_hook(lambda m, i, o: seen.append(o.detach().double().numpy()))
+    with torch.no_grad():
+        for x, _ in calib:
+            model(x.unsqueeze(0))
+    handle.remove()
+    low = np.mean([np.percentile(v, 1.0) for v in seen])
+    high = np.mean([np.percentile(v, 99.0) for v in seen])
+    # rel 1e-6: NNCF's fast bias correction nudges upstream biases of the model being calibrated
+    assert row["calibrated_low"] == pytest.approx(low, rel=1e-6)
+    assert row["calibrated_high"] == pytest.approx(high, rel=1e-6)
+    step = (high - low) / 255
+    assert abs(row["low"] - low) <= step and abs(row["high"] - high) <= step  # NNCF's zero-point alignment
+
+
+def test_range_collector_estimators():
+    data = [torch.tensor([-1.0, 0.0, 3.0]), torch.tensor([-2.0, 1.0, 2.0])]
+
+    def run(spec):
+        c = RangeCollector(spec)
+        for d in data:
+            c(d)
+        return c.range()
+
+    assert run(QuantizerSpec(symmetric=False)) == (-2.0, 3.0)
+    assert run(QuantizerSpec(symmetric=False, range=RangeSpec("mean_min_max"))) == (-1.5, 2.5)
+    assert run(QuantizerSpec(symmetric=True)) == (-3.0, 3.0)
+
+
+def ir_fake_quantize(xml):
+    ops = ov.Core().read_model(xml).get_ordered_ops()
+    return [op for op in ops if op.get_type_name() == "FakeQuantize"]
+
+
+def test_specs_are_visible_in_the_openvino_ir(tmp_path, calib):
+    from qmlp_nncf.export import export_ir
+
+    q = quantize(small("qmlp_mixer_fmnist"), calib, "qmlp_w4a4", **QUIET)
+    ir = export_ir(q, tmp_path / "ir", (1, 1, 28, 28))
+    fqs = ir_fake_quantize(ir.xml)
+    levels = [op.get_attributes()["levels"] for op in fqs]
+    active = [r for r in q.qmlp_report if not r["float"]]
+    # activations stay FakeQuantize (levels 16 = 4 bit); quantized weights are folded into int4/int8 constants
+    assert levels.count(16) == sum(r["bits"] == 4 and "weights" not in r["roles"] for r in active) > 0
+    assert levels.count(256) == sum(r["bits"] == 8 and "weights" not in r["roles"] for r in active)
+    int4 = [op for op in ov.Core().read_model(ir.xml).get_ordered_ops()
+            if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i4]
+    assert len(int4) == sum(r["bits"] == 4 and "weights" in r["roles"] for r in active) > 0
+
+    def consts(op):
+        return [op.input_value(i).get_node().get_data().ravel() for i in (1, 2)]
+
+    asym = 0
+    for op in fqs:
+        if op.get_attributes()["levels"] == 16:
+            low, high = consts(op)
+            asym += bool(low.size == 1 and low[0] < 0 < high[0] and not np.isclose(-low[0], high[0]))
+    assert asym > 0  # affine 4-bit inputs with a true zero point
+
+
+def test_save_restore_round_trip(tmp_path, calib):
+    q = quantize(small("qmlp_mixer_fmnist"), calib, "qmlp_w4a4", **QUIET)
+    save_checkpoint(tmp_path / "q.pth", {"state_dict": q.state_dict(), "arch": "qmlp_mixer_fmnist",
+                                         "model_kwargs": {"num_blocks": 2}, **quantized_payload(q)})
+    restored, meta = load_model(tmp_path / "q.pth")
+    x = torch.stack([calib[i][0] for i in range(8)])
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), q(x), rtol=0, atol=0)
+    assert "nncf_config" in meta
+
+
+def test_recipes_load_and_bad_recipes_fail():
+    assert {"nncf_default_w8a8", "nncf_transformer_w8a8", "nncf_transformer_w4a4", "qmlp_w8a8", "qmlp_w4a8",
+            "qmlp_w4a4", "qmlp_w4_weight_only"} <= set(list_recipes())
+    for name in list_recipes():
+        load_recipe(name)
+    with pytest.raises(SpecError, match="unknown recipe 'nope'; available: nncf_default_w8a8"):
+        load_recipe("nope")
+    with pytest.raises(SpecError, match="bits must be 4 or 8"):
+        QuantizerSpec().merged({"bits": 3})
+    with pytest.raises(SpecError, match=r"unknown role\(s\) \['tokens'\]"):
+        Rule.from_dict({"match": ["tokens"]}, "rules[0]")
+    with pytest.raises(SpecError, match="rules\\[0\\].spec.symmetric: expected bool"):
+        Rule.from_dict({"match": ["weights"], "spec": {"symmetric": "yes"}}, "rules[0]")
+
+
+def test_scope_regex_that_matches_nothing_is_an_error(calib):
+    rule = Rule.from_dict({"scope": "blocks/9/.*", "spec": {"bits": 4}}, "scope_overrides[0]")
+    with pytest.raises(SpecError, match="matches no op"):
+        quantize(small("mixer_fmnist"), calib, "qmlp_w8a8", extra_rules=(rule,), **QUIET)
+
+
+def test_keep_float_rule_removes_quantizers(calib):
+    rule = Rule.from_dict({"match": ["classifier_input"], "float": True}, "test")
+    q = quantize(small("mixer_fmnist"), calib, "qmlp_w8a8", extra_rules=(rule,), **QUIET)
+    floats = [r for r in q.qmlp_report if r["float"]]
+    assert floats and all("classifier_input" in r["roles"] for r in floats)
