@@ -86,15 +86,23 @@ def _compress_weights(model: torch.nn.Module, recipe: Recipe, items: list[torch.
 
 
 def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "qmlp_w8a8",
-             *, extra_rules: tuple = (), ignored_scope: Optional[nncf.IgnoredScope] = None,
+             *, config: Optional[str | dict] = None, extra_rules: tuple = (),
+             ignored_scope: Optional[nncf.IgnoredScope] = None,
              calibration_size: Optional[int] = None, log=lambda msg: print(msg, file=sys.stderr)) -> torch.nn.Module:
     """Quantize ``model`` with a recipe; returns a new NNCF model (``model`` is left untouched).
 
     ``dataset`` yields calibration inputs (``x`` or ``(x, label)``; take them from the *train* split).
+    ``config`` (an NNCF-style JSON path or dict, see docs/config.md) replaces ``recipe`` and
+    ``ignored_scope`` with what it describes.
     An ``ignored_scope`` name or pattern that matches no op raises ``SpecError``.
     The returned model carries ``qmlp_report``: one dict per quantizer (hook, roles, spec, range),
     and ``qmlp_recipe``: the recipe name.
     """
+    if config is not None:
+        from .config import load_config
+
+        cfg = load_config(config)
+        recipe, ignored_scope = cfg.recipe, cfg.ignored_scope
     recipe = load_recipe(recipe) if isinstance(recipe, str) else recipe
     recipe = recipe.with_rules(tuple(extra_rules))
     model = model.eval()
