@@ -203,3 +203,12 @@ def test_keep_float_rule_removes_quantizers(calib):
     q = quantize(small("mixer_fmnist"), calib, "qmlp_w8a8", extra_rules=(rule,), **QUIET)
     floats = [r for r in q.qmlp_report if r["float"]]
     assert floats and all("classifier_input" in r["roles"] for r in floats)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 6272])
+@pytest.mark.parametrize("q", [0.0, 0.001, 0.5, 0.999, 0.9999, 1.0])
+def test_tail_quantile_equals_torch_quantile(n, q):
+    from qmlp_nncf.quantization.calibration import tail_quantile
+
+    v = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
+    assert float(tail_quantile(v, q)) == pytest.approx(float(torch.quantile(v, q)), abs=1e-12)

@@ -13,6 +13,23 @@ from torch import nn
 from .specs import QuantizerSpec
 
 
+def tail_quantile(v: torch.Tensor, q: float) -> torch.Tensor:
+    """``torch.quantile(v, q)`` (linear interpolation) from a top-k of the tail: O(n log k), not a sort.
+
+    Matters on 224-px models, where one tensor has ~600k values and calibration sees it 300 times.
+    """
+    if q < 0.5:
+        return -tail_quantile(-v, 1.0 - q)
+    n = v.numel()
+    h = (n - 1) * q
+    lo = int(h)
+    k = n - lo  # order statistics lo .. n-1 are the k largest
+    top = torch.topk(v, min(k, n), sorted=True).values  # descending: top[n-1-i] is order statistic i
+    below = top[n - 1 - lo]
+    above = top[n - 1 - min(lo + 1, n - 1)]
+    return below + (h - lo) * (above - below)
+
+
 class RangeCollector(nn.Module):
     """Observes a tensor and reduces it to ``(low, high)`` with the spec's range estimator."""
 
@@ -30,11 +47,10 @@ class RangeCollector(nn.Module):
         if rng.estimator == "percentile":
             q = rng.percentile / 100.0
             if self.spec.symmetric:
-                self._highs.append(float(torch.quantile(v.abs(), q)))
+                self._highs.append(float(tail_quantile(v.abs(), q)))
             else:
-                lo, hi = torch.quantile(v, torch.tensor([1.0 - q, q], dtype=v.dtype))
-                self._lows.append(float(lo))
-                self._highs.append(float(hi))
+                self._lows.append(float(tail_quantile(v, 1.0 - q)))
+                self._highs.append(float(tail_quantile(v, q)))
         else:
             self._lows.append(float(v.min()))
             self._highs.append(float(v.max()))
