@@ -1,4 +1,10 @@
-"""``make demo``: load (or train, when a checkpoint is missing) the zoo and print its accuracy table."""
+"""``make demo``: the whole pipeline on the embedded default, the Fashion-MNIST model zoo.
+
+1. load the zoo (train a base model whose checkpoint is missing) and print its float accuracy;
+2. quantize every zoo model with the stock NNCF 4-bit baseline and the Q-MLP recipes, evaluate in
+   torch and in OpenVINO (``benchmarks/accuracy.py`` engine);
+3. measure OpenVINO latency/throughput of the Q-MLP int8 IR against its float IR (``ov_latency`` engine).
+"""
 from __future__ import annotations
 
 import sys
@@ -32,6 +38,24 @@ def ensure_zoo() -> list[ZooEntry]:
     return list_entries()
 
 
+DEMO_RECIPES = ("nncf_transformer_w4a4", "qmlp_w8a8", "qmlp_w4a4")
+
+
+def accuracy_table() -> None:
+    from .benchmark import accuracy
+
+    result = accuracy.run(accuracy.AccuracyConfig(recipes=list(DEMO_RECIPES), matching_only=True))
+    print("\n" + accuracy.markdown(result), flush=True)
+
+
+def latency_table(model: str) -> None:
+    from .benchmark import ov_latency
+
+    cfg = ov_latency.BenchConfig(devices=["CPU"], hints=["f32", "bf16"], batch=16, duration_s=3.0)
+    result = ov_latency.benchmark([], [model], ["qmlp_w8a8"], cfg)
+    print("\n" + ov_latency.markdown(result), flush=True)
+
+
 def main() -> int:
     entries = ensure_zoo()
     test = FashionMNIST("test")
@@ -43,6 +67,9 @@ def main() -> int:
         top1 = evaluate(model, test)["top1"]
         print(f"| {e.name} | {e.family} | {e.params:,} | {e.epochs} | {100 * e.top1:.2f} % | "
               f"{100 * top1:.2f} % | {time.time() - t0:.1f} s |", flush=True)
+    accuracy_table()
+    qmlp = [e.name for e in entries if e.base is not None]
+    latency_table(qmlp[0] if qmlp else entries[0].name)
     return 0
 
 

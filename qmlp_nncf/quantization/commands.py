@@ -53,6 +53,10 @@ def cmd_quantize(args) -> dict:
     if cfg is not None:
         args.model, args.checkpoint = args.model or cfg.model, args.checkpoint or cfg.checkpoint
     model, meta = resolve_model(args.model, args.checkpoint)
+    if input_shape_of(model) != (1, 28, 28):
+        raise ValueError(f"qmlp quantize calibrates and evaluates on Fashion-MNIST (1x28x28); {meta.get('arch')} "
+                         f"takes {input_shape_of(model)}: use qmlp_nncf.quantize() with your own calibration "
+                         f"images, or benchmarks/ov_latency.py (random data, speed only)")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise ValueError(f"{out} is not empty; pass --force to overwrite")
