@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..quantization.calibration import quantile_from_top
+
 
 class _TopK:
     """Running top-``k`` of |x| over all calls, plus the element count."""
@@ -29,11 +31,8 @@ class _TopK:
 
 
 def _percentile_from_top(values: torch.Tensor, n: int, q: float) -> float:
-    """``torch.quantile(all, q / 100)`` (linear interpolation) from the largest values of ``all``."""
-    pos = q / 100 * (n - 1)  # rank from the bottom
-    lo, hi = math.floor(pos), math.ceil(pos)
-    v_lo, v_hi = values[n - 1 - lo], values[n - 1 - hi]  # values are sorted descending
-    return float(v_lo + (v_hi - v_lo) * (pos - lo))
+    """``torch.quantile(all, q / 100)`` from the largest values of ``all`` (sorted descending)."""
+    return float(quantile_from_top(values, n, q / 100))
 
 
 @torch.no_grad()
