@@ -43,7 +43,6 @@ def test_qat_trains_the_quantized_model_and_keeps_its_quantizers(tmp_path, fmnis
         qat(q, TrainConfig(model="m", out=str(tmp_path / "x")))
 
 
-@pytest.mark.skipif(not checkpoint_path("resmlp_fmnist").exists(), reason="zoo checkpoint not trained yet")
 def test_quantize_export_and_run_in_openvino_on_real_images(tmp_path, capsys):
     rc = main(["quantize", "--model", "resmlp_fmnist", "--recipe", "qmlp_w8a8", "--out", str(tmp_path / "q"),
                "--calibration-size", "64", "--limit", "500", "--json"])
