@@ -53,7 +53,7 @@ EXPECTED_DEFAULT_PLACEMENT = {
     },
     "resmlp_fmnist": {
         "pre_hooks.blocks/0/linear_tokens/linear/0__1.0": {"weights", "token_mixing"},
-        "post_hooks.blocks/0/norm1/addcmul/0__0.0": {"norm_output", "token_mixing_input"},
+        "post_hooks.blocks/0/norm1/addcmul/0__0.0": {"norm_output", "affine_output", "token_mixing_input"},
         "post_hooks.blocks/0/mul/0__0.0": {"residual_add"},
         "pre_hooks.blocks/0/add/1__0.0": {"residual_add"},
         "post_hooks.blocks/0/mlp_channels/act/gelu/0__0.0": {"activation_output", "channel_mixing_input"},

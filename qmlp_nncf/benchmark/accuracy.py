@@ -83,6 +83,18 @@ class BenchModel:
         return cls(entry.name, entry.family, entry.checkpoint, entry.top1, entry.base)
 
 
+@dataclass(frozen=True)
+class QATSettings:
+    """QAT fine-tuning after PTQ (``--qat``); the defaults are those of ``qmlp qat``."""
+
+    epochs: int = 2
+    lr: float = 5e-5
+    warmup_epochs: float = 0.1
+    batch_size: int = 128
+    distill_weight: float = 0.7
+    train_subset: int = 0  # >0: the first N shuffled train images (smoke runs)
+
+
 @dataclass
 class AccuracyConfig:
     """What to measure. Empty ``models``/``recipes`` mean every zoo model / every recipe."""
@@ -93,7 +105,8 @@ class AccuracyConfig:
     limit: int = 0  # the first N test images; 0 = the full 10k test set
     calibration_size: Optional[int] = None  # None: each recipe's own
     export_ir: bool = True  # also measure the OpenVINO IR
-    qat: bool = False  # add a QAT row after each PTQ row (needs qmlp_nncf.quantization.qat)
+    qat: bool = False  # add a QAT row after each PTQ row (not for weight-only recipes)
+    qat_settings: QATSettings = field(default_factory=QATSettings)
     ir_dir: Optional[str] = None  # keep the IRs here (<model>.<recipe>.<ptq|qat>/); default: a temporary folder
     data_dir: Optional[str] = None
     progress: bool = True
@@ -191,25 +204,27 @@ def analytic_mb(float_model: torch.nn.Module, bits: dict[str, int]) -> float:
 
 
 # ---------------------------------------------------------------- measurement
-def load_float(model: BenchModel) -> torch.nn.Module:
+def load_float(model: BenchModel) -> tuple[torch.nn.Module, str]:
+    """The float model and its timm architecture name."""
     from ..checkpoint import load_model
 
-    return load_model(model.checkpoint)[0].eval()
+    net, meta = load_model(model.checkpoint)
+    return net.eval(), meta["arch"]
 
 
-def qat_function() -> Callable:
-    """``qmlp_nncf.quantization.qat``, or a clear error while it does not exist."""
-    from .. import quantization
+def run_qat(quantized: torch.nn.Module, model: BenchModel, arch: str, out_dir: Path, settings: QATSettings,
+            data_dir: Optional[str], log: Log) -> torch.nn.Module:
+    """Fine-tune a PTQ model in place with ``qmlp_nncf.quantization.qat``, distilling from the float
+    checkpoint; the run folder (``last.pth``/``model.pth``) goes to ``out_dir``."""
+    from ..quantization.qat import qat
+    from ..training import TrainConfig
 
-    qat = getattr(quantization, "qat", None)
-    if qat is None:
-        raise AccuracyError("--qat needs qmlp_nncf.quantization.qat, which this version does not provide yet")
-    return qat
-
-
-def run_qat(quantized: torch.nn.Module, float_model: torch.nn.Module, train: Dataset, log: Log) -> torch.nn.Module:
-    """Fine-tune a PTQ model (distillation from ``float_model``): the one place the benchmark calls QAT."""
-    return qat_function()(quantized, float_model, train, log=log)
+    cfg = TrainConfig(model=arch, out=str(out_dir), epochs=settings.epochs, batch_size=settings.batch_size,
+                      lr=settings.lr, warmup_epochs=settings.warmup_epochs, weight_decay=0.0, amp="off",
+                      data_dir=data_dir, train_subset=settings.train_subset, teacher=str(model.checkpoint),
+                      distill_weight=settings.distill_weight)
+    qat(quantized, cfg, log=log)
+    return quantized.eval()
 
 
 def _round(v):
@@ -249,7 +264,7 @@ def targets_met(row: dict, model: BenchModel) -> Optional[bool]:
 
 
 def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log = _stderr) -> dict:
-    """Measure every model x recipe of ``cfg``; returns ``{"config", "notes", "floats", "rows", "margins"}``.
+    """Measure every model x recipe of ``cfg``; returns ``{"config", "machine", "notes", "floats", "rows", "margins"}``.
 
     ``models`` overrides the zoo lookup (e.g. a checkpoint that is not in the zoo yet).
     """
@@ -262,8 +277,6 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
     recipes = check_recipes(cfg.recipes)
     models = models if models is not None else zoo_models(cfg.models, log)
     runs = plan(models, recipes, cfg.matching_only)
-    if cfg.qat:
-        qat_function()  # fail before any work when QAT is not available
     machine = machine_info()
     test = test_set(cfg.limit, cfg.data_dir)
     train = FashionMNIST("train", cfg.data_dir)
@@ -276,7 +289,7 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
         bar = tqdm(runs, desc="accuracy", unit="run", disable=not cfg.progress, file=sys.stderr)
         for model, recipe_name, mis in bar:
             bar.set_postfix_str(f"{model.name}/{recipe_name}")
-            float_model = load_float(model)
+            float_model, arch = load_float(model)
             if model.name not in floats:
                 top1 = evaluate(float_model, test, progress=cfg.progress, desc=f"float {model.name}")["top1"]
                 floats[model.name] = {"model": model.name, "family": model.family, "base": model.base,
@@ -296,7 +309,9 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
             modes = [("ptq", quantized, {})]
             if cfg.qat and recipe.weight_compression is None:
                 t0 = time.perf_counter()
-                trained = run_qat(copy.deepcopy(quantized), float_model, train, log)
+                trained = run_qat(copy.deepcopy(quantized), model, arch,
+                                  ir_root / f"{model.name}.{recipe_name}.qat-run", cfg.qat_settings,
+                                  cfg.data_dir, log)
                 modes.append(("qat", trained, {"qat_s": time.perf_counter() - t0}))
             for mode, qmodel, extra in modes:
                 ir_dir = ir_root / f"{model.name}.{recipe_name}.{mode}" if cfg.export_ir else None
@@ -372,7 +387,7 @@ def ablate(model: BenchModel, recipe_name: str, cfg: AccuracyConfig, log: Log = 
     test = test_set(cfg.limit, cfg.data_dir)
     size = cfg.calibration_size or recipe.calibration_size
     calibration = calibration_subset(FashionMNIST("train", cfg.data_dir), size)
-    float_model = load_float(model)
+    float_model = load_float(model)[0]
     float_top1 = evaluate(float_model, test, progress=cfg.progress, desc="float")["top1"]
     rows, specs = [], []
     for label, variant in tqdm(ablation_variants(recipe, model.family), desc="ablation", unit="variant",
@@ -503,7 +518,9 @@ def build_parser():
     p.add_argument("--calibration-size", type=int, metavar="N", help="calibration images (default: the recipe's)")
     p.add_argument("--no-ir", action="store_true", help="torch fake-quant only, no OpenVINO export")
     p.add_argument("--ir-dir", metavar="DIR", help="keep the exported IRs in DIR (default: a temporary folder)")
-    p.add_argument("--qat", action="store_true", help="also fine-tune each PTQ model (qmlp_nncf.quantization.qat)")
+    p.add_argument("--qat", action="store_true",
+                   help="also fine-tune each PTQ model (qmlp_nncf.quantization.qat, `qmlp qat` defaults)")
+    p.add_argument("--qat-epochs", type=int, default=QATSettings.epochs, metavar="N")
     p.add_argument("--ablate", metavar="MODEL", help="ablation: remove one rule at a time from --recipe on MODEL")
     p.add_argument("--check-reference", nargs="?", const=str(REFERENCE), metavar="PATH",
                    help="compare with the reference numbers; exit 1 on a mismatch")
@@ -528,7 +545,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise AccuracyError(f"--json {args.json} is a folder; give a file path such as {args.json}/accuracy.json")
         cfg = AccuracyConfig(models=args.model, recipes=args.recipe, matching_only=args.matching_only,
                              limit=args.limit, calibration_size=args.calibration_size, export_ir=not args.no_ir,
-                             qat=args.qat, ir_dir=args.ir_dir, data_dir=args.data_dir, progress=not args.no_progress)
+                             qat=args.qat, qat_settings=QATSettings(epochs=args.qat_epochs), ir_dir=args.ir_dir,
+                             data_dir=args.data_dir, progress=not args.no_progress)
         if args.ablate:
             if len(args.recipe) != 1 or args.model or args.qat or args.check_reference or args.update_reference:
                 raise AccuracyError("--ablate MODEL takes exactly one --recipe, and no --model, --qat or "

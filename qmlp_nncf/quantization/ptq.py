@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import copy
 import sys
 import time
 from typing import Iterable, Optional
@@ -114,7 +115,7 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
             f"this {family} model has not been converted (see `qmlp convert`)")
 
     if recipe.weight_compression is not None:
-        quantized = _compress_weights(model, recipe, items)
+        quantized = _compress_weights(copy.deepcopy(model), recipe, items)  # compress_weights works in place
         report: list[dict] = []
     else:
         roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))

@@ -12,7 +12,7 @@ roles; rules match on them. Roles:
   ``spatial_gating_input`` (the gate's projected half), ``residual_add`` (the residual stream
   and the branch outputs added to it, after ResMLP's layer scale);
 - activations, by producer: ``norm_output`` (LayerNorm, or ResMLP's Affine, the norm that Q-MLP
-  turns into LayerNorm), ``activation_output`` (GELU or a bounded activation),
+  turns into LayerNorm; an Affine output also gets ``affine_output``), ``activation_output`` (GELU or a bounded activation),
   ``spatial_gating_product`` (gMLP's u * v), ``residual_add``.
 
 Token mixing is told from channel mixing by topology: a Linear that runs on the transposed
@@ -27,7 +27,8 @@ from nncf.torch.function_hook.hook_storage import decode_hook_name
 
 ROLES = ("weights", "token_mixing", "channel_mixing", "spatial_gating", "classifier", "patch_embedding", "norm",
          "token_mixing_input", "channel_mixing_input", "classifier_input", "patch_embedding_input",
-         "spatial_gating_input", "residual_add", "norm_output", "activation_output", "spatial_gating_product")
+         "spatial_gating_input", "residual_add", "norm_output", "affine_output", "activation_output",
+         "spatial_gating_product")
 
 TRANSPARENT = {"transpose", "permute", "reshape", "view", "flatten", "split", "chunk", "__getitem__", "getitem",
                "dropout", "contiguous", "unbind", "squeeze", "unsqueeze", "identity", "clone", "narrow"}
@@ -142,6 +143,8 @@ class GraphRoles:
         roles = set()
         if producer.node_type in ("layer_norm", "addcmul"):
             roles.add("norm_output")
+            if producer.node_type == "addcmul":
+                roles.add("affine_output")
         elif producer.node_type in ACTIVATIONS:
             roles.add("activation_output")
         elif self._is_gating_product(producer):
