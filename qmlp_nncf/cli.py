@@ -114,6 +114,24 @@ def cmd_zoo(args) -> dict | list:
     return entries
 
 
+def add_training_options(p: argparse.ArgumentParser, epochs: int = 15, lr: float = 2e-3,
+                         warmup_epochs: float = 1.0) -> None:
+    """The TrainConfig knobs shared by ``qmlp train`` and ``qmlp finetune``."""
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=warmup_epochs)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY", help="EMA decay, 0 = off")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto")
+    p.add_argument("--train-subset", type=int, default=0)
+    p.add_argument("--test-subset", type=int, default=0)
+    p.add_argument("--distill-weight", type=float, default=0.5)
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qmlp", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -121,21 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on Fashion-MNIST (torchrun-ready)")
     t.add_argument("--model", required=True, help="timm model name, e.g. resmlp_fmnist")
     t.add_argument("--out", required=True, help="run folder (last.pth for --resume, model.pth)")
-    t.add_argument("--epochs", type=int, default=15)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--weight-decay", type=float, default=0.05)
-    t.add_argument("--warmup-epochs", type=float, default=1.0)
-    t.add_argument("--label-smoothing", type=float, default=0.1)
-    t.add_argument("--ema", type=float, default=0.0, metavar="DECAY", help="EMA decay, 0 = off")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto")
-    t.add_argument("--train-subset", type=int, default=0)
-    t.add_argument("--test-subset", type=int, default=0)
+    add_training_options(t)
     t.add_argument("--init-from", help="checkpoint to start from (fine-tuning)")
     t.add_argument("--teacher", help="checkpoint of a float teacher for distillation")
-    t.add_argument("--distill-weight", type=float, default=0.5)
-    t.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
     t.add_argument("--zoo", action="store_true", help="copy the result into the zoo and record it")
     t.add_argument("--base", help="with --zoo: the zoo model this one derives from")
     t.set_defaults(func=cmd_train)

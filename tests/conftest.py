@@ -12,6 +12,17 @@ os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")  # the Makefile pre-bu
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (small models run faster so, and leave the other core free)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def fmnist_test():
     from qmlp_nncf.data import FashionMNIST

@@ -13,9 +13,7 @@ from qmlp_nncf.training import TrainConfig
 from qmlp_nncf.zoo import checkpoint_path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_qat_trains_the_quantized_model_and_keeps_its_quantizers(tmp_path, fmnist_train):

@@ -16,12 +16,7 @@ GROUP_LINEAR = re.compile(r"^blocks/(\d+)/(?:mlp_tokens/(\d+)/fc1|linear_tokens/
                           r"/linear/0$")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_mixer(family: str, groups: int = 4, blocks: int = 2) -> MlpMixer:

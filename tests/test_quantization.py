@@ -13,9 +13,7 @@ from qmlp_nncf.quantization.calibration import RangeCollector
 from qmlp_nncf.quantization.specs import RangeSpec
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(name, **kw):

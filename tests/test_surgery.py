@@ -16,12 +16,7 @@ FMNIST = ("mixer_fmnist", "resmlp_fmnist", "gmlp_fmnist")
 IMAGENET = ("mixer_b16_224", "resmlp_24_224", "gmlp_s16_224")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomized(name: str, seed: int = 0, **kwargs) -> nn.Module:

@@ -108,6 +108,7 @@ def cmd_finetune(args) -> dict:
 
 def add_commands(sub) -> list[argparse.ArgumentParser]:
     """Add ``convert`` and ``finetune`` to the ``qmlp`` sub-parsers; returns them."""
+    from ..cli import add_training_options
     from .qmlp_blocks import ACTIVATIONS
 
     c = sub.add_parser("convert", help="convert a base model to Q-MLP (exact-part check, top-1 before fine-tuning)")
@@ -129,19 +130,7 @@ def add_commands(sub) -> list[argparse.ArgumentParser]:
     f.add_argument("--converted", required=True, help="checkpoint written by `qmlp convert`")
     f.add_argument("--teacher", help="base checkpoint or zoo name (default: the one recorded by convert)")
     f.add_argument("--out", required=True, help="run folder (last.pth for --resume, model.pth)")
-    f.add_argument("--epochs", type=int, default=5)
-    f.add_argument("--batch-size", type=int, default=128)
-    f.add_argument("--lr", type=float, default=5e-4)
-    f.add_argument("--weight-decay", type=float, default=0.05)
-    f.add_argument("--warmup-epochs", type=float, default=0.5)
-    f.add_argument("--label-smoothing", type=float, default=0.1)
-    f.add_argument("--ema", type=float, default=0.0, metavar="DECAY", help="EMA decay, 0 = off")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto")
-    f.add_argument("--train-subset", type=int, default=0)
-    f.add_argument("--test-subset", type=int, default=0)
-    f.add_argument("--distill-weight", type=float, default=0.5)
-    f.add_argument("--resume", action="store_true", help="continue from <out>/last.pth")
+    add_training_options(f, epochs=5, lr=5e-4, warmup_epochs=0.5)
     f.add_argument("--zoo", action="store_true", help="copy the result into the zoo and record it (base = teacher)")
     f.set_defaults(func=cmd_finetune)
     return [c, f]
