@@ -99,6 +99,9 @@ def _weight_range(weight: torch.Tensor, spec: QuantizerSpec) -> tuple[tuple, tor
     shape = tuple(get_scale_shape(list(weight.shape), is_weights=True, per_channel=spec.per_channel))
     dims = tuple(range(1, weight.dim())) if spec.per_channel else tuple(range(weight.dim()))
     low, high = weight.amin(dim=dims), weight.amax(dim=dims)
+    if spec.symmetric:  # NNCF's symmetric range is [-max, max]: pass |w|max, or the negative tail is clipped
+        high = torch.maximum(low.abs(), high.abs())
+        low = -high
     return shape, low.reshape(shape), high.reshape(shape)
 
 
