@@ -171,17 +171,23 @@ def measure_throughput(compiled, cfg: BenchConfig) -> dict:
     x = np.random.default_rng(0).standard_normal(tuple(compiled.inputs[0].shape)).astype(np.float32)
     for request in queue:
         request.set_input_tensor(ov.Tensor(x))
-    latencies: list[float] = []
-    queue.set_callback(lambda request, _: latencies.append(request.latency))
     for _ in range(cfg.warmup * jobs):
         queue.start_async()
     queue.wait_all()
-    latencies.clear()
+    # no Python callback: one that is still running while the queue is torn down can deadlock OpenVINO;
+    # a request's latency is read in this thread when it is about to be reused, and after wait_all
+    latencies: list[float] = []
+    used = [False] * jobs
     started, start = 0, time.perf_counter()
     while started == 0 or not _done(start, started, cfg):
-        queue.start_async()  # blocks while every request is busy
+        i = queue.get_idle_request_id()  # blocks while every request is busy; start_async takes this one
+        if used[i]:
+            latencies.append(queue[i].latency)
+        queue.start_async()
+        used[i] = True
         started += 1
     queue.wait_all()
+    latencies += [queue[i].latency for i in range(jobs) if used[i]]
     return {**_stats(latencies, len(latencies) * x.shape[0], time.perf_counter() - start), "infer_requests": jobs}
 
 
