@@ -50,13 +50,6 @@ class Site:
     roles: frozenset
     consumers: tuple  # matmul/conv ops (name) that read this tensor, through layout-only ops
 
-    def with_hook(self, hook_name: str, op: str, port: int, consumers: tuple) -> "Site":
-        return Site(hook_name, op, port, self.is_weight, self.roles, consumers)
-
-
-def pre_hook_name(op: str, port: int) -> str:
-    return f"pre_hooks.{op.replace('.', ':')}__{port}.0"
-
 
 class GraphRoles:
     """Role detection over one model's NNCF graph (``nncf.build_graph(model, example_input=x)``)."""

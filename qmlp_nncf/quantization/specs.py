@@ -108,6 +108,3 @@ class QuantizerSpec:
         return (f"{'s' if self.symmetric else 'a'}{self.bits}"
                 f"{'/ch' if self.per_channel else ''} {rng}")
 
-
-WEIGHTS_INT8 = QuantizerSpec(bits=8, symmetric=True, per_channel=True)
-ACTIVATIONS_INT8 = QuantizerSpec(bits=8, symmetric=True)
