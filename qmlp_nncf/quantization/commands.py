@@ -25,12 +25,13 @@ def recipe_from_args(args):
     return load_recipe(args.recipe), None, None
 
 
-def quantize_from_args(args, model):
-    """PTQ of ``model`` with ``--recipe`` or ``--config``; returns (quantized, recipe name, seconds)."""
+def quantize_from_args(args, model, resolved=None):
+    """PTQ of ``model`` with ``--recipe`` or ``--config`` (or an already ``resolved`` recipe_from_args
+    result); returns (quantized, recipe name, seconds)."""
     from ..data import FashionMNIST, calibration_subset
     from . import quantize
 
-    recipe, ignored, _ = recipe_from_args(args)
+    recipe, ignored, _ = resolved or recipe_from_args(args)
     calib = calibration_subset(FashionMNIST("train", args.data_dir), args.calibration_size or recipe.calibration_size)
     t0 = time.time()
     quantized = quantize(model, calib, recipe, ignored_scope=ignored, log=_log)
@@ -49,7 +50,8 @@ def cmd_quantize(args) -> dict:
 
     if not (args.recipe or args.config):
         raise ValueError("give --recipe NAME (see `qmlp quantize --list-recipes`) or --config FILE")
-    _, _, cfg = recipe_from_args(args)
+    resolved = recipe_from_args(args)
+    cfg = resolved[2]
     if cfg is not None:
         args.model, args.checkpoint = args.model or cfg.model, args.checkpoint or cfg.checkpoint
     model, meta = resolve_model(args.model, args.checkpoint)
@@ -60,7 +62,7 @@ def cmd_quantize(args) -> dict:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise ValueError(f"{out} is not empty; pass --force to overwrite")
-    quantized, recipe, ptq_s = quantize_from_args(args, model)
+    quantized, recipe, ptq_s = quantize_from_args(args, model, resolved)
     test = FashionMNIST("test", args.data_dir)
     if args.limit:
         test = Subset(test, range(min(args.limit, len(test))))
