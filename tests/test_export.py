@@ -161,3 +161,47 @@ def test_int8_agreement_on_fashion_mnist(int8_ir):
     quantized, xml = int8_ir
     m = torch_ir_agreement(quantized, xml, Subset(FashionMNIST("test"), range(200)))
     assert m["agreement"] >= 0.95  # random weights: quantization is discontinuous, trained models reach 99.5 %
+
+
+def test_elementwise_decompression_folded_to_the_same_values(int8_ir):
+    """LayerNorm gamma quantized by NNCF's default placement: folded to the f32 values OpenVINO computes."""
+    from qmlp_nncf.benchmark import precision_census
+    from qmlp_nncf.export.openvino_ir import _GEMM_OPS, fold_elementwise_decompression
+
+    quantized, _ = int8_ir
+    with torch.no_grad():
+        raw = ov.convert_model(quantized, example_input=torch.randn(*SHAPE), input=[list(SHAPE)])
+    core, cfg = ov.Core(), {"INFERENCE_PRECISION_HINT": "f32"}
+    chains = {n.get_friendly_name(): core.compile_model(ov.Model([n.output(0)], []), "CPU", cfg)({})[0]
+              for n in raw.get_ordered_ops() if n.get_type_name() == "Multiply"
+              and n.input_value(0).get_node().get_type_name() == "Convert"
+              and all(t.get_node().get_type_name() not in _GEMM_OPS for t in n.output(0).get_target_inputs())}
+    folded = raw.clone()
+    assert fold_elementwise_decompression(folded) == len(chains) >= 2  # both LayerNorm gammas of the block
+    assert fold_elementwise_decompression(folded) == 0
+    constants = {n.get_friendly_name(): n.get_data() for n in folded.get_ordered_ops()
+                 if n.get_type_name() == "Constant" and n.get_friendly_name() in chains}
+    assert constants.keys() == chains.keys()
+    for name, value in chains.items():
+        np.testing.assert_array_equal(constants[name], value)
+    # the plugin fuses a plain constant differently (last-bit differences, amplified by re-quantization)
+    before, after = core.compile_model(raw, "CPU", cfg), core.compile_model(folded, "CPU", cfg)
+    images = np.random.default_rng(0).standard_normal((1, *SHAPE[1:])).astype(np.float32)
+    np.testing.assert_allclose(after(images)[0], before(images)[0], atol=5e-3)
+    assert precision_census(after)["int8_share"] == precision_census(before)["int8_share"] > 0.9
+
+
+def test_default_placement_on_multi_token_mixer_compiles(tmp_path):
+    """Regression: stock nncf.quantize on a Q-MLP Mixer gave an IR the CPU plugin refused to compile."""
+    import nncf
+
+    from qmlp_nncf.benchmark import precision_census
+    from qmlp_nncf.data import FashionMNIST, calibration_subset
+
+    model = tiny("qmlp_mixer_fmnist")
+    calibration = calibration_subset(FashionMNIST("train"), 4)
+    quantized = nncf.quantize(model, nncf.Dataset(calibration, lambda item: item[0].unsqueeze(0)), subset_size=4)
+    xml = export_ir(quantized, tmp_path / "ir", SHAPE).xml
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert compiled(np.zeros(SHAPE, np.float32))[0].shape == (1, 10)
+    assert precision_census(compiled)["int8_share"] > 0.9

@@ -104,3 +104,27 @@ def test_script_help():
                          capture_output=True, text=True, check=True).stdout
     for flag in ("--ir", "--model", "--recipe", "--device", "--batch", "--hint", "--quick", "--json"):
         assert flag in out
+
+
+def test_compile_failure_is_a_note_not_a_crash(float_ir, monkeypatch):
+    """A measurement the device refuses to compile is recorded in failures/notes; the others still run."""
+    from qmlp_nncf.benchmark import ov_latency
+
+    real = ov_latency._compile
+
+    def refuse_bf16(core, src, device, hint, mode, batch):
+        if hint == "bf16":
+            raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:117:\n"
+                               "[TransposeTransformation] END: node: Transpose blocks.0\n"
+                               "Argument shapes are inconsistent.")
+        return real(core, src, device, hint, mode, batch)
+
+    monkeypatch.setattr(ov_latency, "_compile", refuse_bf16)
+    cfg = BenchConfig(devices=["CPU"], hints=["bf16"], batch=2, quick=True)
+    result = ov_latency.run([ov_latency.ir_source(float_ir)], cfg, progress=False, log=lambda m: None)
+    assert {(r["hint"], r["mode"]) for r in result["rows"]} == {("f32", "latency"), ("f32", "throughput")}
+    assert [(f["hint"], f["mode"]) for f in result["failures"]] == [("bf16", "latency"), ("bf16", "throughput")]
+    assert result["failures"][0]["error"] == ("[TransposeTransformation] END: node: Transpose blocks.0 ... "
+                                              "Argument shapes are inconsistent.")
+    assert any("failed to compile" in n and "TransposeTransformation" in n for n in result["notes"])
+    assert "| resmlp_1block | fp32 | CPU | f32 |" in ov_latency.markdown(result)

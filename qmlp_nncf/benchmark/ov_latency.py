@@ -282,7 +282,9 @@ def _ratio(row: dict, ref: Optional[dict]) -> Optional[float]:
 
 def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
-    """Measure every source; returns ``{"machine", "config", "notes", "rows"}``."""
+    """Measure every source; returns ``{"machine", "config", "notes", "rows", "failures"}``.
+
+    A measurement whose model fails to compile is listed in ``failures`` (and ``notes``), not raised."""
     import openvino as ov
     from tqdm import tqdm
 
@@ -297,11 +299,19 @@ def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
                      f"pessimistic and noisy; ratios measured side by side are more reliable")
     for n in notes:
         log(f"note: {n}")
-    rows = []
+    rows, failures = [], []
     bar = tqdm(items, desc="benchmark", unit="run", disable=not progress, file=sys.stderr)
     for src, device, hint, mode, batch in bar:
         bar.set_postfix_str(f"{src.model}/{src.recipe} {device} {hint} {mode} b{batch}")
-        compiled = _compile(core, src, device, hint, mode, batch)
+        try:
+            compiled = _compile(core, src, device, hint, mode, batch)
+        except RuntimeError as e:  # an IR the device refuses is a finding: record it, measure the rest
+            failures.append({"model": src.model, "recipe": src.recipe, "device": device, "hint": hint,
+                             "mode": mode, "batch": batch, "error": _error_summary(e)})
+            notes.append(f"{src.model} / {src.recipe} on {device} ({hint}, {mode}, b{batch}) failed to compile: "
+                         f"{failures[-1]['error']}")
+            log(f"note: {notes[-1]}")
+            continue
         stats = measure_latency(compiled, cfg) if mode == "latency" else measure_throughput(compiled, cfg)
         census = precision_census(compiled)
         rows.append({"model": src.model, "recipe": src.recipe, "device": device, "hint": hint, "mode": mode,
@@ -311,7 +321,17 @@ def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
                      "ir_mb": round(src.xml.with_suffix(".bin").stat().st_size / 2**20, 2), "source": src.note})
         del compiled
     add_speedups(rows)
-    return {"machine": machine, "config": asdict(cfg), "notes": notes, "rows": rows}
+    return {"machine": machine, "config": asdict(cfg), "notes": notes, "rows": rows, "failures": failures}
+
+
+def _error_summary(error: Exception, limit: int = 300) -> str:
+    """An OpenVINO error without its source-location lines: what failed, then the final reason."""
+    lines = [line.strip() for line in str(error).splitlines()
+             if line.strip() and not line.strip().startswith("Exception from")]
+    if not lines:
+        return type(error).__name__
+    head = lines[0] if len(lines[0]) <= limit else lines[0][:limit] + "..."
+    return head if len(lines) == 1 else f"{head} ... {lines[-1][:limit]}"
 
 
 def _round(v):

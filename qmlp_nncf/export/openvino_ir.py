@@ -82,7 +82,7 @@ def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: b
         with torch.no_grad(), warnings.catch_warnings():
             # tracing re-runs the model and flags fake-quant rounding differences: expected, not a problem
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            return ov.convert_model(model, example_input=example, input=[shape])
+            ov_model = ov.convert_model(model, example_input=example, input=[shape])
     except Exception as e:  # OpConversionFailure, tracing errors, shape errors...
         msg = str(e)
         ops = failed_ops(msg)
@@ -94,6 +94,66 @@ def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: b
                           f"the input shape matches the model.") from e
     finally:
         model.train(was_training)
+    fold_elementwise_decompression(ov_model)
+    return ov_model
+
+
+_GEMM_OPS = {"MatMul", "Convolution", "GroupConvolution", "ConvolutionBackpropData"}
+_CONST_MATH = {"Multiply": "multiply", "Subtract": "subtract", "Add": "add"}
+
+
+def _constant_value(node):
+    """float32 value of a Constant -> Convert -> Subtract/Multiply chain, or None if it is not one."""
+    import numpy as np
+
+    kind = node.get_type_name()
+    if kind == "Constant":
+        return node.get_data()
+    if kind == "Convert":
+        value = _constant_value(node.input_value(0).get_node())
+        return None if value is None else value.astype(np.float32)
+    if kind in _CONST_MATH:
+        a, b = (_constant_value(v.get_node()) for v in node.input_values())
+        return None if a is None or b is None else getattr(np, _CONST_MATH[kind])(a, b).astype(np.float32)
+    return None
+
+
+def fold_elementwise_decompression(ov_model) -> int:
+    """Fold quantized constants that feed element-wise ops (not a GEMM) into plain f32 constants.
+
+    ``ov.convert_model`` turns a FakeQuantize on a constant into an int8 constant with a
+    Convert -> (Subtract) -> Multiply "decompression" chain, and keeps it unfolded. That is what
+    int8 GEMM kernels want for their weights, but on an element-wise operand (NNCF's default
+    placement quantizes LayerNorm's gamma) OpenVINO 2026.4's CPU TransposeSinking pass mis-broadcasts
+    it and compilation fails (``Argument shapes are inconsistent`` after a transpose). Folding the
+    chain computes the same f32 values, so outputs are unchanged. Returns the number of chains folded.
+    """
+    import openvino as ov
+    from openvino import opset13
+
+    folded = 0
+    for node in reversed(ov_model.get_ordered_ops()):  # outermost op of a chain first
+        if node.get_type_name() not in _CONST_MATH or node.get_output_element_type(0) != ov.Type.f32:
+            continue
+        consumers = [t.get_node() for t in node.output(0).get_target_inputs()]
+        if (not consumers or any(c.get_type_name() in _GEMM_OPS for c in consumers)
+                or any(_constant_value(c) is not None for c in consumers)):
+            continue  # dead, a GEMM weight, or inside a longer chain (folded with its outermost op)
+        value = _constant_value(node) if _has_convert(node) else None
+        if value is None:
+            continue
+        constant = opset13.constant(value)
+        constant.set_friendly_name(node.get_friendly_name())
+        node.output(0).replace(constant.output(0))
+        folded += 1
+    if folded:
+        ov_model.validate_nodes_and_infer_types()
+    return folded
+
+
+def _has_convert(node) -> bool:
+    kind = node.get_type_name()
+    return kind == "Convert" or (kind in _CONST_MATH and any(_has_convert(v.get_node()) for v in node.input_values()))
 
 
 def set_metadata(ov_model, metadata: dict[str, Any]) -> dict[str, str]:
