@@ -210,3 +210,60 @@ def test_tail_quantile_equals_torch_quantile(n, q):
 
     v = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
     assert float(tail_quantile(v, q)) == pytest.approx(float(torch.quantile(v, q)), abs=1e-12)
+
+
+def test_mse_shrink_beats_every_other_candidate_and_handles_outliers():
+    from qmlp_nncf.quantization.calibration import SHRINK_FACTORS, fake_quantize, mse_shrink
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4096, dtype=torch.float64, generator=g)
+    x[1] = torch.rand(4096, dtype=torch.float64, generator=g) * 2 - 1  # uniform: the full range is best
+    x[2, :8] = 40.0  # a few huge outliers among Gaussian values: clipping them is cheaper at 4 bit
+    a = x.abs().amax(dim=1, keepdim=True)
+    f = mse_shrink(x, -a, a, 15, dim=1)
+    assert f[1] > 0.95 and f[0] < 0.8
+
+    def err(i, factor):
+        return float((fake_quantize(x[i], -factor * a[i], factor * a[i], 15) - x[i]).pow(2).sum())
+
+    for i in range(3):
+        assert err(i, f[i]) <= min(err(i, c) for c in SHRINK_FACTORS) + 1e-9
+        assert err(i, f[i]) < err(i, 1.0) or f[i] == 1.0
+
+
+def test_mse_estimator_for_weights_and_activations(calib):
+    from nncf.torch.function_hook import get_hook_storage
+
+    from qmlp_nncf.quantization.calibration import fake_quantize
+
+    model = small("qmlp_mixer_fmnist")
+    mse = {"range": {"estimator": "mse"}}
+    rules = tuple(Rule.from_dict(r, "test") for r in (
+        {"match": ["weights", "channel_mixing"], "spec": {"bits": 4, **mse}},
+        {"match": ["channel_mixing_input"], "spec": {"bits": 4, **mse}}))
+    q = quantize(model, calib, "qmlp_w8a8", extra_rules=rules, **QUIET)
+    fc1 = model.blocks[0].mlp_channels.fc1.weight.detach()
+    hooks = dict(get_hook_storage(q).named_hooks())
+    wq = hooks["pre_hooks.blocks/0/mlp_channels/fc1/linear/0__1.0"]
+    scale = wq.scale.detach().reshape(-1, 1)
+    absmax = fc1.abs().amax(dim=1, keepdim=True)
+    assert bool((scale <= absmax + 1e-6).all()) and bool((scale < absmax - 1e-6).any())  # shrunk, per channel
+    shrunk = (fake_quantize(fc1, -scale, scale, 15) - fc1).pow(2).sum()
+    full = (fake_quantize(fc1, -absmax, absmax, 15) - fc1).pow(2).sum()
+    assert shrunk < full
+    rows = {r["hook"]: r for r in q.qmlp_report if "channel_mixing_input" in r["roles"] and not r["float"]}
+    assert rows and all(r["bits"] == 4 and r["range"]["estimator"] == "mse" for r in rows.values())
+    minmax_rule = Rule.from_dict({"match": ["channel_mixing_input"],
+                                 "spec": {"bits": 4, "range": {"estimator": "min_max"}}}, "test")
+    minmax = quantize(model, calib, "qmlp_w8a8", extra_rules=(minmax_rule,), **QUIET).qmlp_report
+    for r in minmax:  # the mse range lies inside the min-max range of the same data
+        if r["hook"] in rows:
+            lo, hi = rows[r["hook"]]["calibrated_low"], rows[r["hook"]]["calibrated_high"]
+            assert r["calibrated_low"] - 1e-9 <= lo < hi <= r["calibrated_high"] + 1e-9
+
+
+def test_nncf_global_range_cannot_be_mse():
+    from qmlp_nncf.quantization.recipes import Recipe
+
+    with pytest.raises(SpecError, match=r"recipe r.nncf.range.estimator: NNCF's global estimator is one of"):
+        Recipe.from_dict("r", {"nncf": {"range": {"estimator": "mse"}}})

@@ -33,6 +33,24 @@ def tail_quantile(v: torch.Tensor, q: float) -> torch.Tensor:
     return quantile_from_top(torch.topk(v, n - int((n - 1) * q), sorted=True).values, n, q)
 
 
+SHRINK_FACTORS = torch.logspace(-2, 0, 97, dtype=torch.float64)  # mse: candidate fractions of the min-max range
+MSE_SAMPLE = 2048  # mse: values kept per calibration item
+
+
+def fake_quantize(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, levels: int) -> torch.Tensor:
+    """Uniform quantization of ``x`` to ``levels`` steps over ``[low, high]`` (broadcast), back to float."""
+    step = ((high - low) / (levels - 1)).clamp_min(1e-12)
+    return torch.clamp(torch.round((x - low) / step), 0, levels - 1) * step + low
+
+
+def mse_shrink(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, levels: int, dim: int = -1) -> torch.Tensor:
+    """The factor in ``SHRINK_FACTORS`` for which ``[f * low, f * high]`` quantizes ``x`` with the least squared
+    error, per slice along ``dim`` (``low``/``high`` broadcast against ``x`` with that dim reduced)."""
+    errors = torch.stack([(fake_quantize(x, f * low, f * high, levels) - x).pow(2).sum(dim=dim)
+                          for f in SHRINK_FACTORS.to(x.dtype)])
+    return SHRINK_FACTORS.to(x.dtype)[errors.argmin(dim=0)]
+
+
 class RangeCollector(nn.Module):
     """Observes a tensor and reduces it to ``(low, high)`` with the spec's range estimator."""
 
@@ -42,6 +60,8 @@ class RangeCollector(nn.Module):
         self._lows: list[float] = []
         self._highs: list[float] = []
         self._min = float("inf")
+        self._samples: list[torch.Tensor] = []
+        self._generator = torch.Generator().manual_seed(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = x.detach().reshape(-1).double()
@@ -57,18 +77,25 @@ class RangeCollector(nn.Module):
         else:
             self._lows.append(float(v.min()))
             self._highs.append(float(v.max()))
+            if rng.estimator == "mse":
+                pick = torch.randint(v.numel(), (min(v.numel(), MSE_SAMPLE),), generator=self._generator)
+                self._samples.append(v[pick])
         return x
 
     def range(self) -> tuple[float, float]:
         """``(low, high)``; symmetric ranges are ``(-a, a)``, or ``(0, a)`` for non-negative tensors."""
         if not self._highs:
             raise RuntimeError("the calibration data never reached this quantizer")
-        if self.spec.range.estimator == "min_max":
+        if self.spec.range.estimator in ("min_max", "mse"):
             low, high = min(self._lows), max(self._highs)
         else:
             low = sum(self._lows) / len(self._lows) if self._lows else 0.0
             high = sum(self._highs) / len(self._highs)
         if self.spec.symmetric:
             a = max(abs(low), abs(high))
-            return (-a if self._min < 0 else 0.0), a
+            low, high = (-a if self._min < 0 else 0.0), a
+        if self.spec.range.estimator == "mse":
+            f = float(mse_shrink(torch.cat(self._samples), torch.tensor(low, dtype=torch.float64),
+                                 torch.tensor(high, dtype=torch.float64), self.spec.levels))
+            low, high = f * low, f * high
         return low, high

@@ -22,6 +22,9 @@ RECIPE_KEYS = {"description", "expects_qmlp", "calibration_size", "nncf", "weigh
                "family_rules", "rules", "weight_compression"}
 
 
+NNCF_ESTIMATORS = ("min_max", "mean_min_max", "percentile")  # what NNCF's global settings can express
+
+
 @dataclass(frozen=True)
 class NNCFSettings:
     """Global ``nncf.quantize`` settings: where NNCF places quantizers and how it ranges them."""
@@ -45,6 +48,9 @@ class NNCFSettings:
                 check_type(kw[key], bool, f"{where}.{key}")
         if "range" in kw:
             kw["range"] = RangeSpec.from_dict(kw["range"], f"{where}.range")
+            if kw["range"].estimator not in NNCF_ESTIMATORS:
+                raise SpecError(f"{where}.range.estimator: NNCF's global estimator is one of {list(NNCF_ESTIMATORS)}, "
+                                f"not {kw['range'].estimator!r}; set per-op estimators in 'activations' or rules")
         return cls(**kw)
 
 

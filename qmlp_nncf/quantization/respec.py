@@ -21,7 +21,7 @@ from nncf.torch.function_hook import get_hook_storage
 from nncf.torch.quantization.layers import (QUANTIZATION_MODULES, AsymmetricQuantizer, BaseQuantizer,
                                             PTQuantizerSpec, get_scale_shape)
 
-from .calibration import RangeCollector
+from .calibration import RangeCollector, mse_shrink
 from .roles import GraphRoles, Site
 from .rules import Rule, resolve
 from .specs import QuantizerSpec
@@ -102,6 +102,10 @@ def _weight_range(weight: torch.Tensor, spec: QuantizerSpec) -> tuple[tuple, tor
     if spec.symmetric:  # NNCF's symmetric range is [-max, max]: pass |w|max, or the negative tail is clipped
         high = torch.maximum(low.abs(), high.abs())
         low = -high
+    if spec.range.estimator == "mse":  # narrow range for symmetric weights: one level fewer
+        rows = weight.reshape(weight.shape[0], -1) if spec.per_channel else weight.reshape(1, -1)
+        f = mse_shrink(rows, low.reshape(-1, 1), high.reshape(-1, 1), spec.levels - spec.symmetric, dim=1)
+        low, high = low * f.reshape(low.shape), high * f.reshape(high.shape)
     return shape, low.reshape(shape), high.reshape(shape)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
-ESTIMATORS = ("min_max", "mean_min_max", "percentile")
+ESTIMATORS = ("min_max", "mean_min_max", "percentile", "mse")
 
 
 class SpecError(ValueError):
@@ -40,7 +40,9 @@ class RangeSpec:
 
     ``min_max``: min/max over all items; ``mean_min_max``: mean of per-item min/max;
     ``percentile``: mean over items of the per-item percentile (``percentile`` in (50, 100]),
-    applied to |x| for symmetric quantizers and to both tails for asymmetric ones.
+    applied to |x| for symmetric quantizers and to both tails for asymmetric ones;
+    ``mse``: the min-max range shrunk by the factor that minimises the quantization error
+    (per channel for weights; on a fixed-size sample of every calibration item for activations).
     """
 
     estimator: str = "min_max"
