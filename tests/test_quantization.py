@@ -94,7 +94,7 @@ def test_w4a4_specs_follow_the_rules(calib):
         elif roles & {"classifier", "patch_embedding"}:
             assert r["bits"] == 8
         elif roles & {"token_mixing_input", "channel_mixing_input"} and not roles & {"classifier_input"}:
-            assert (r["bits"], r["symmetric"], r["range"]["estimator"]) == (4, False, "percentile")
+            assert (r["bits"], r["symmetric"], r["range"]["estimator"]) == (4, False, "mse")
 
 
 def test_per_op_percentile_matches_a_hand_computed_reference(calib):
