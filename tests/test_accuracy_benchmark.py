@@ -60,7 +60,7 @@ def test_ablation_variants_remove_one_rule_each():
     for i, (label, v) in enumerate(variants[2 + len(built_in):]):
         assert label.startswith("- recipe rule") and v.family_rules and len(v.rules) == len(recipe.rules) - 1
         assert recipe.rules[i] not in v.rules
-    assert "token_mixing_input -> {\"bits\":4}" in variants[-2][0]
+    assert 'token_mixing_input -> {"bits":4,"range":{"estimator":"mse"}}' in variants[-2][0]
 
 
 def test_plan_marks_and_skips_mismatched():
@@ -179,8 +179,9 @@ def test_ablate_end_to_end(tiny_checkpoint):
                     log=lambda m: None)
     by = {r["variant"]: r for r in result["rows"]}
     assert by["full recipe"]["quantizers_changed"] == 0 and by["full recipe"]["change_vs_full_pt"] == 0
-    assert by["- recipe rule spatial_gating+weights -> {\"bits\":4}"]["quantizers_changed"] == 0  # no gMLP here
-    assert by["- recipe rule channel_mixing_input -> {\"bits\":4}"]["quantizers_changed"] == 2  # fc1, fc2 inputs
+    mse = ',"range":{"estimator":"mse"}}'
+    assert by['- recipe rule spatial_gating+weights -> {"bits":4' + mse]["quantizers_changed"] == 0  # no gMLP
+    assert by['- recipe rule channel_mixing_input -> {"bits":4' + mse]["quantizers_changed"] == 2  # fc1, fc2 inputs
     assert "| full recipe |" in ablation_markdown(result)
     with pytest.raises(AccuracyError, match="weight-only"):
         ablate(tiny_checkpoint, "qmlp_w4_weight_only", AccuracyConfig(limit=8, progress=False))
@@ -223,3 +224,16 @@ def test_qat_rows(tiny_checkpoint, tmp_path):
                                                         ("qmlp_w4_weight_only", "ptq")]
     assert rows[1]["qat_s"] > 0 and "ir_top1" not in rows[1]
     assert (tmp_path / "resmlp_1block.qmlp_w8a8.qat-run" / "last.pth").is_file()
+
+
+def test_ptq_time_benchmark(tmp_path, capsys):
+    from qmlp_nncf.benchmark.ptq_time import main as ptq_main
+
+    out = tmp_path / "ptq.json"
+    assert ptq_main(["--model", "mixer_fmnist", "--recipe", "qmlp_w8a8", "--calibration-size", "4", "--threads", "1",
+                     "--json", str(out)]) == 0
+    assert "| mixer_fmnist | qmlp_w8a8 | fashion-mnist train x4 |" in capsys.readouterr().out
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["ptq_s"] > 0 and row["quantizers"] > 10 and row["calibration_size"] == 4
+    assert ptq_main(["--model", "mixer_fmnist", "--recipe", "nope", "--calibration-size", "4"]) == 2
+    assert "unknown recipe 'nope'" in capsys.readouterr().err

@@ -120,13 +120,17 @@ def test_per_op_percentile_matches_a_hand_computed_reference(calib):
 
 
 def test_range_collector_estimators():
-    data = [torch.tensor([-1.0, 0.0, 3.0]), torch.tensor([-2.0, 1.0, 2.0])]
+    data = [torch.tensor([[-1.0, 0.0, 3.0]]), torch.tensor([[-2.0, 1.0, 2.0]])]  # two batch-1 items
 
-    def run(spec):
+    def run(spec, batched=False):
         c = RangeCollector(spec)
-        for d in data:
+        for d in [torch.cat(data)] if batched else data:
             c(d)
         return c.range()
+
+    for spec in (QuantizerSpec(symmetric=False), QuantizerSpec(range=RangeSpec("percentile", 90.0)),
+                 QuantizerSpec(symmetric=False, range=RangeSpec("mean_min_max"))):
+        assert run(spec, batched=True) == pytest.approx(run(spec))  # statistics are per item in a batch
 
     assert run(QuantizerSpec(symmetric=False)) == (-2.0, 3.0)
     assert run(QuantizerSpec(symmetric=False, range=RangeSpec("mean_min_max"))) == (-1.5, 2.5)

@@ -9,10 +9,8 @@ from a recipe. Reference numbers live in ``benchmarks/reference_accuracy.json`` 
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import logging
 import os
 import re
 import sys
@@ -26,6 +24,7 @@ from typing import Callable, Optional
 import torch
 from torch.utils.data import Dataset, Subset
 
+from .console import nncf_output_to_stderr
 from .ov_latency import machine_info, write_json
 
 REFERENCE = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_accuracy.json"
@@ -43,21 +42,6 @@ def _stderr(msg: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(msg, file=sys.stderr)
-
-
-@contextlib.contextmanager
-def nncf_output_to_stderr():
-    """NNCF writes its progress bars and log lines to stdout; keep stdout for the table."""
-    from nncf.common.logging import nncf_logger
-
-    handlers = [h for h in nncf_logger.handlers if isinstance(h, logging.StreamHandler)]
-    streams = [h.setStream(sys.stderr) for h in handlers]
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        for h, stream in zip(handlers, streams):
-            h.setStream(stream)
 
 
 class AccuracyError(ValueError):
@@ -521,6 +505,8 @@ def build_parser():
     p.add_argument("--qat", action="store_true",
                    help="also fine-tune each PTQ model (qmlp_nncf.quantization.qat, `qmlp qat` defaults)")
     p.add_argument("--qat-epochs", type=int, default=QATSettings.epochs, metavar="N")
+    p.add_argument("--qat-train-subset", type=int, default=0, metavar="N",
+                   help="QAT on the first N shuffled train images per epoch (default: all 60k)")
     p.add_argument("--ablate", metavar="MODEL", help="ablation: remove one rule at a time from --recipe on MODEL")
     p.add_argument("--check-reference", nargs="?", const=str(REFERENCE), metavar="PATH",
                    help="compare with the reference numbers; exit 1 on a mismatch")
@@ -545,7 +531,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise AccuracyError(f"--json {args.json} is a folder; give a file path such as {args.json}/accuracy.json")
         cfg = AccuracyConfig(models=args.model, recipes=args.recipe, matching_only=args.matching_only,
                              limit=args.limit, calibration_size=args.calibration_size, export_ir=not args.no_ir,
-                             qat=args.qat, qat_settings=QATSettings(epochs=args.qat_epochs), ir_dir=args.ir_dir,
+                             qat=args.qat, ir_dir=args.ir_dir,
+                             qat_settings=QATSettings(epochs=args.qat_epochs, train_subset=args.qat_train_subset),
                              data_dir=args.data_dir, progress=not args.no_progress)
         if args.ablate:
             if len(args.recipe) != 1 or args.model or args.qat or args.check_reference or args.update_reference:

@@ -20,6 +20,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .console import nncf_output_to_stderr
+
 DEVICES = ("CPU", "GPU", "AUTO")
 HINTS = ("f32", "bf16")
 GEMM_TYPES = ("FullyConnected", "MatMul")  # the int8_share counts these
@@ -281,7 +283,8 @@ def _ratio(row: dict, ref: Optional[dict]) -> Optional[float]:
 
 
 def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
-        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict:
+        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+        machine: Optional[dict] = None) -> dict:
     """Measure every source; returns ``{"machine", "config", "notes", "rows", "failures"}``.
 
     A measurement whose model fails to compile is listed in ``failures`` (and ``notes``), not raised."""
@@ -289,7 +292,7 @@ def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
     from tqdm import tqdm
 
     core = ov.Core()
-    machine = machine_info()
+    machine = machine or machine_info()
     devices, notes = resolve_devices(cfg.devices, core.available_devices)
     items, hint_notes = plan(sources, devices, cfg, core)
     notes += hint_notes + [f"{s.model} / {s.recipe}: {s.note}" for s in sources if "random" in s.note]
@@ -399,9 +402,10 @@ def benchmark(irs: list[str], models: list[str], recipes: list[str], cfg: BenchC
     if recipes and not models:
         raise BenchmarkError("--recipe applies to --model; an --ir is benchmarked as it is")
     sources = [ir_source(p) for p in irs]
+    machine = machine_info()  # before quantizing on the fly, whose own load is not the machine's
     with tempfile.TemporaryDirectory(prefix="qmlp-ov-latency-") as tmp:
         sources += build_sources(models, recipes, Path(tmp), cfg, log)
-        return run(sources, cfg, progress, log)
+        return run(sources, cfg, progress, log, machine)
 
 
 # ---------------------------------------------------------------- command line
@@ -447,7 +451,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise BenchmarkError(f"--json {args.json} is a folder; give a file path such as {args.json}/ov.json")
         cfg = BenchConfig(devices=args.device, hints=args.hint or list(HINTS), batch=args.batch,
                           duration_s=args.duration, iterations=args.iterations, quick=args.quick)
-        result = benchmark(args.ir, args.model, args.recipe, cfg, progress=not args.no_progress)
+        with nncf_output_to_stderr():
+            result = benchmark(args.ir, args.model, args.recipe, cfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, KeyError) as e:  # BenchmarkError, ExportError, DataError...
         print(f"ov_latency: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2

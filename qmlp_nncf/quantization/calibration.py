@@ -3,7 +3,7 @@
 NNCF's range estimators are global; Q-MLP chooses them per op. A ``RangeCollector`` is inserted
 into NNCF's hook storage right after the quantizer it calibrates (same hook slot), the quantizers
 are switched off, the calibration items run once, and each collector reduces what it saw with
-its own estimator. Each forward call is one calibration item (NNCF feeds batch-1 items).
+its own estimator. Calibration runs in batches; every statistic is taken per item (dim 0 is the batch).
 """
 from __future__ import annotations
 
@@ -15,22 +15,23 @@ from .specs import QuantizerSpec
 
 def quantile_from_top(top: torch.Tensor, n: int, q: float) -> torch.Tensor:
     """``torch.quantile(x, q)`` (linear interpolation) of an ``n``-element ``x`` from its largest values,
-    sorted descending (``top[n-1-i]`` is order statistic ``i``); needs the top ``n - floor((n-1)q)``."""
+    sorted descending along the last dim (``top[..., n-1-i]`` is order statistic ``i``); needs the top
+    ``n - floor((n-1)q)``."""
     h = (n - 1) * q
     lo = int(h)
-    below, above = top[n - 1 - lo], top[n - 1 - min(lo + 1, n - 1)]
+    below, above = top[..., n - 1 - lo], top[..., n - 1 - min(lo + 1, n - 1)]
     return below + (h - lo) * (above - below)
 
 
 def tail_quantile(v: torch.Tensor, q: float) -> torch.Tensor:
-    """``torch.quantile(v, q)`` from a top-k of the tail: O(n log k), not a sort.
+    """``torch.quantile(v, q, dim=-1)`` from a top-k of the tail: O(n log k), not a sort.
 
     Matters on 224-px models, where one tensor has ~600k values and calibration sees it 300 times.
     """
     if q < 0.5:
         return -tail_quantile(-v, 1.0 - q)
-    n = v.numel()
-    return quantile_from_top(torch.topk(v, n - int((n - 1) * q), sorted=True).values, n, q)
+    n = v.shape[-1]
+    return quantile_from_top(torch.topk(v, n - int((n - 1) * q), dim=-1, sorted=True).values, n, q)
 
 
 SHRINK_FACTORS = torch.logspace(-2, 0, 97, dtype=torch.float64)  # mse: candidate fractions of the min-max range
@@ -64,22 +65,23 @@ class RangeCollector(nn.Module):
         self._generator = torch.Generator().manual_seed(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = x.detach().reshape(-1).double()
+        v = x.detach().reshape(x.shape[0], -1).double()  # one row per calibration item
         self._min = min(self._min, float(v.min()))
         rng = self.spec.range
         if rng.estimator == "percentile":
             q = rng.percentile / 100.0
             if self.spec.symmetric:
-                self._highs.append(float(tail_quantile(v.abs(), q)))
+                self._highs += tail_quantile(v.abs(), q).tolist()
             else:
-                self._lows.append(float(tail_quantile(v, 1.0 - q)))
-                self._highs.append(float(tail_quantile(v, q)))
+                self._lows += tail_quantile(v, 1.0 - q).tolist()
+                self._highs += tail_quantile(v, q).tolist()
         else:
-            self._lows.append(float(v.min()))
-            self._highs.append(float(v.max()))
+            self._lows += v.amin(dim=1).tolist()
+            self._highs += v.amax(dim=1).tolist()
             if rng.estimator == "mse":
-                pick = torch.randint(v.numel(), (min(v.numel(), MSE_SAMPLE),), generator=self._generator)
-                self._samples.append(v[pick])
+                for row in v:
+                    pick = torch.randint(row.numel(), (min(row.numel(), MSE_SAMPLE),), generator=self._generator)
+                    self._samples.append(row[pick])
         return x
 
     def range(self) -> tuple[float, float]:

@@ -53,6 +53,9 @@ def _nncf_range(rng: RangeSpec, symmetric: bool) -> RangeEstimatorParameters:
                                     max=StatisticsCollectorParameters(StatisticsType.MAX, agg_max))
 
 
+NNCF_SEED_ITEMS = 64  # calibration items nncf.quantize sees when the post-pass recalibrates every quantizer
+
+
 def _nncf_kwargs(recipe: Recipe, ignored_scope: Optional[nncf.IgnoredScope]) -> dict:
     s = recipe.nncf
     adv = {}
@@ -64,8 +67,7 @@ def _nncf_kwargs(recipe: Recipe, ignored_scope: Optional[nncf.IgnoredScope]) -> 
         adv["overflow_fix"] = OverflowFix.DISABLE
     elif s.preset is None:
         adv["activations_quantization_params"] = QuantizationParameters(mode=QuantizationScheme.SYMMETRIC)
-    kw = dict(subset_size=recipe.calibration_size,
-              fast_bias_correction=True if s.fast_bias_correction else None,
+    kw = dict(fast_bias_correction=True if s.fast_bias_correction else None,
               advanced_parameters=AdvancedQuantizationParameters(**adv))
     if s.model_type == "transformer":
         kw["model_type"] = nncf.ModelType.TRANSFORMER
@@ -120,7 +122,11 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     else:
         roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
         _check_ignored_scope(ignored_scope, roles)
-        quantized = nncf.quantize(model, nncf.Dataset(items), **_nncf_kwargs(recipe, ignored_scope))
+        # with recalibrate the post-pass replaces every quantizer and its range from all items; NNCF's own
+        # statistics then only drive fast bias correction (and SmoothQuant), for which a seed set is enough
+        nncf_items = items[:NNCF_SEED_ITEMS] if recipe.recalibrate else items
+        quantized = nncf.quantize(model, nncf.Dataset(nncf_items), subset_size=len(nncf_items),
+                                  **_nncf_kwargs(recipe, ignored_scope))
         rules = (family_rules(family) if recipe.family_rules else ()) + recipe.rules
         _check_scopes(rules, roles)
         decisions = respecify(quantized, roles, rules, {"weights": recipe.weights, "activations": recipe.activations},

@@ -31,6 +31,9 @@ from .specs import QuantizerSpec
 _SQ_HOOK = re.compile(r"^post_hooks\..*/pre_hook__(?P<op>.+)__(?P<port>\d+)\[\d+\]/mul/0__0\.\d+$")
 
 
+CALIBRATION_BATCH = 16  # items per forward in the statistics pass (statistics stay per item)
+
+
 @dataclass
 class Decision:
     """What the pass did with one quantizer (one row of the quantization report)."""
@@ -177,8 +180,8 @@ def _collect(model, storage, hooks, decisions: list[Decision], calibration: list
     was_training = model.training
     model.eval()
     try:
-        for x in calibration:
-            model(x)
+        for i in range(0, len(calibration), CALIBRATION_BATCH):
+            model(torch.cat(calibration[i:i + CALIBRATION_BATCH]))
     finally:
         for h in handles:
             h.remove()

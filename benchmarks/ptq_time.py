@@ -1,0 +1,11 @@
+"""Wall time of post-training quantization per model x recipe; see ``qmlp_nncf.benchmark.ptq_time``.
+
+python benchmarks/ptq_time.py --model mixer_fmnist --model mixer_b16_224 --recipe qmlp_w8a8 [--recipe ...]
+    [--calibration-size 300] [--threads N] [--json PATH]
+"""
+import sys
+
+from qmlp_nncf.benchmark.ptq_time import main
+
+if __name__ == "__main__":
+    sys.exit(main())

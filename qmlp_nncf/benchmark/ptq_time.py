@@ -1,0 +1,73 @@
+"""Wall time of post-training quantization (``qmlp_nncf.quantize``) per model x recipe.
+
+Times the quantize call alone: the model is built and the calibration images are decoded before the
+clock starts. Zoo models calibrate on Fashion-MNIST train images; 224-px timm models on random
+N(0,1) images (their weights are random too: time does not depend on them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .console import nncf_output_to_stderr
+
+
+def time_ptq(name: str, recipe: str, calibration_size: int) -> dict:
+    """One PTQ run: ``{"model", "recipe", "calibration_size", "ptq_s", "quantizers"}``."""
+    from ..cli import resolve_model
+    from ..export.prepare import calibration_data, check_recipe, input_shape_of
+    from ..quantization import quantize
+
+    check_recipe(recipe)
+    model, _ = resolve_model(name, None)
+    data, described = calibration_data(input_shape_of(model), calibration_size)
+    items = [data[i] for i in range(len(data))]  # decoded before the clock starts
+    t0 = time.perf_counter()
+    quantized = quantize(model.eval(), items, recipe=recipe, calibration_size=calibration_size,
+                         log=lambda msg: None)
+    seconds = time.perf_counter() - t0
+    return {"model": name, "recipe": recipe, "calibration_size": calibration_size, "calibration": described,
+            "ptq_s": round(seconds, 1), "quantizers": sum(not r["float"] for r in quantized.qmlp_report),
+            "threads": torch.get_num_threads()}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| model | recipe | calibration | PTQ s | quantizers |", "|---|---|---|---:|---:|"]
+    lines += [f"| {r['model']} | {r['recipe']} | {r['calibration']} | {r['ptq_s']:.1f} | {r['quantizers']} |"
+              for r in rows]
+    return "\n".join(lines) + f"\n\n{rows[0]['threads'] if rows else '-'} torch threads, {os.cpu_count()} CPUs."
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
+    p = argparse.ArgumentParser(prog="benchmarks/ptq_time.py", description=__doc__.splitlines()[0])
+    p.add_argument("--model", action="append", required=True, metavar="NAME", help="zoo or timm model name")
+    p.add_argument("--recipe", action="append", required=True, metavar="NAME")
+    p.add_argument("--calibration-size", type=int, default=300, metavar="N")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        rows = []
+        for name in args.model:
+            for recipe in args.recipe:
+                with nncf_output_to_stderr():
+                    rows.append(time_ptq(name, recipe, args.calibration_size))
+                print(f"{name} / {recipe}: {rows[-1]['ptq_s']:.1f} s", file=sys.stderr, flush=True)
+    except (ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(markdown(rows))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    return 0
