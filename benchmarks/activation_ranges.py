@@ -8,10 +8,7 @@ first N Fashion-MNIST test images; prints the median and max over layers and wri
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from pathlib import Path
 
 
 def main(argv=None) -> int:
@@ -22,6 +19,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from qmlp_nncf.analysis.ranges import linear_input_ranges
+    from qmlp_nncf.benchmark.ov_latency import write_json
     from qmlp_nncf.checkpoint import load_model
     from qmlp_nncf.data import FashionMNIST
     from qmlp_nncf.zoo import list_entries
@@ -43,9 +41,7 @@ def main(argv=None) -> int:
             print(f"| {name} | {summary['layers']} | {summary['median_max_abs']:.2f} | {summary['max_max_abs']:.2f} | "
                   f"{summary['median_percentile']:.2f} | {summary['max_percentile']:.2f} |", flush=True)
     if args.json:
-        tmp = Path(args.json).with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, args.json)
+        write_json(args.json, result)
     return 0
 
 

@@ -24,6 +24,7 @@ from typing import Callable, Optional
 import torch
 from torch.utils.data import Dataset, Subset
 
+from ..quantization.qat import QATSettings
 from .console import nncf_output_to_stderr
 from .ov_latency import machine_info, write_json
 
@@ -65,18 +66,6 @@ class BenchModel:
     @classmethod
     def from_zoo(cls, entry) -> "BenchModel":
         return cls(entry.name, entry.family, entry.checkpoint, entry.top1, entry.base)
-
-
-@dataclass(frozen=True)
-class QATSettings:
-    """QAT fine-tuning after PTQ (``--qat``); the defaults are those of ``qmlp qat``."""
-
-    epochs: int = 2
-    lr: float = 5e-5
-    warmup_epochs: float = 0.1
-    batch_size: int = 128
-    distill_weight: float = 0.7
-    train_subset: int = 0  # >0: the first N shuffled train images (smoke runs)
 
 
 @dataclass
@@ -201,13 +190,8 @@ def run_qat(quantized: torch.nn.Module, model: BenchModel, arch: str, out_dir: P
     """Fine-tune a PTQ model in place with ``qmlp_nncf.quantization.qat``, distilling from the float
     checkpoint; the run folder (``last.pth``/``model.pth``) goes to ``out_dir``."""
     from ..quantization.qat import qat
-    from ..training import TrainConfig
 
-    cfg = TrainConfig(model=arch, out=str(out_dir), epochs=settings.epochs, batch_size=settings.batch_size,
-                      lr=settings.lr, warmup_epochs=settings.warmup_epochs, weight_decay=0.0, amp="off",
-                      data_dir=data_dir, train_subset=settings.train_subset, teacher=str(model.checkpoint),
-                      distill_weight=settings.distill_weight)
-    qat(quantized, cfg, log=log)
+    qat(quantized, settings.train_config(arch, str(out_dir), str(model.checkpoint), data_dir=data_dir), log=log)
     return quantized.eval()
 
 

@@ -7,16 +7,15 @@ N(0,1) images (their weights are random too: time does not depend on them).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Optional
 
 import torch
 
 from .console import nncf_output_to_stderr
+from .ov_latency import write_json
 
 
 def time_ptq(name: str, recipe: str, calibration_size: int) -> dict:
@@ -68,6 +67,5 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     print(markdown(rows))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+        write_json(args.json, {"rows": rows})
     return 0

@@ -102,20 +102,29 @@ _GEMM_OPS = {"MatMul", "Convolution", "GroupConvolution", "ConvolutionBackpropDa
 _CONST_MATH = {"Multiply": "multiply", "Subtract": "subtract", "Add": "add"}
 
 
+def _is_constant_chain(node) -> bool:
+    """A Constant, or Convert/Subtract/Multiply/Add over constant chains only."""
+    kind = node.get_type_name()
+    return kind == "Constant" or (kind in ("Convert", *_CONST_MATH)
+                                  and all(_is_constant_chain(v.get_node()) for v in node.input_values()))
+
+
+def _has_convert(node) -> bool:
+    kind = node.get_type_name()
+    return kind == "Convert" or (kind in _CONST_MATH and any(_has_convert(v.get_node()) for v in node.input_values()))
+
+
 def _constant_value(node):
-    """float32 value of a Constant -> Convert -> Subtract/Multiply chain, or None if it is not one."""
+    """float32 value of a constant chain (see ``_is_constant_chain``)."""
     import numpy as np
 
     kind = node.get_type_name()
     if kind == "Constant":
         return node.get_data()
     if kind == "Convert":
-        value = _constant_value(node.input_value(0).get_node())
-        return None if value is None else value.astype(np.float32)
-    if kind in _CONST_MATH:
-        a, b = (_constant_value(v.get_node()) for v in node.input_values())
-        return None if a is None or b is None else getattr(np, _CONST_MATH[kind])(a, b).astype(np.float32)
-    return None
+        return _constant_value(node.input_value(0).get_node()).astype(np.float32)
+    a, b = (_constant_value(v.get_node()) for v in node.input_values())
+    return getattr(np, _CONST_MATH[kind])(a, b).astype(np.float32)
 
 
 def fold_elementwise_decompression(ov_model) -> int:
@@ -136,24 +145,16 @@ def fold_elementwise_decompression(ov_model) -> int:
         if node.get_type_name() not in _CONST_MATH or node.get_output_element_type(0) != ov.Type.f32:
             continue
         consumers = [t.get_node() for t in node.output(0).get_target_inputs()]
-        if (not consumers or any(c.get_type_name() in _GEMM_OPS for c in consumers)
-                or any(_constant_value(c) is not None for c in consumers)):
-            continue  # dead, a GEMM weight, or inside a longer chain (folded with its outermost op)
-        value = _constant_value(node) if _has_convert(node) else None
-        if value is None:
-            continue
-        constant = opset13.constant(value)
+        if (not consumers or any(c.get_type_name() in _GEMM_OPS or _is_constant_chain(c) for c in consumers)
+                or not _is_constant_chain(node) or not _has_convert(node)):
+            continue  # dead, a GEMM weight, inside a longer chain (folded with its outermost op), or not one
+        constant = opset13.constant(_constant_value(node))
         constant.set_friendly_name(node.get_friendly_name())
         node.output(0).replace(constant.output(0))
         folded += 1
     if folded:
         ov_model.validate_nodes_and_infer_types()
     return folded
-
-
-def _has_convert(node) -> bool:
-    kind = node.get_type_name()
-    return kind == "Convert" or (kind in _CONST_MATH and any(_has_convert(v.get_node()) for v in node.input_values()))
 
 
 def set_metadata(ov_model, metadata: dict[str, Any]) -> dict[str, str]:

@@ -88,8 +88,7 @@ def cmd_quantize(args) -> dict:
 
 def cmd_qat(args) -> dict:
     from ..checkpoint import load_model
-    from ..training import TrainConfig
-    from .qat import qat
+    from .qat import QATSettings, qat
 
     quantized, meta = load_model(args.checkpoint)
     teacher = args.teacher or meta.get("source")
@@ -97,16 +96,18 @@ def cmd_qat(args) -> dict:
         from ..zoo import get_entry
 
         teacher = str(get_entry(teacher).checkpoint)
-    cfg = TrainConfig(model=meta["arch"], out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      warmup_epochs=args.warmup_epochs, weight_decay=0.0, amp="off", seed=args.seed,
-                      data_dir=args.data_dir, train_subset=args.train_subset, test_subset=args.test_subset,
-                      init_from=args.checkpoint, teacher=teacher, distill_weight=args.distill_weight)
+    settings = QATSettings(epochs=args.epochs, lr=args.lr, warmup_epochs=args.warmup_epochs,
+                           batch_size=args.batch_size, distill_weight=args.distill_weight,
+                           train_subset=args.train_subset)
+    cfg = settings.train_config(meta["arch"], args.out, teacher, seed=args.seed, data_dir=args.data_dir,
+                                test_subset=args.test_subset, init_from=args.checkpoint)
     result = qat(quantized, cfg, resume=args.resume, log=_log)
     return {k: result[k] for k in ("top1", "epoch", "train_time_s") if k in result} | {"recipe": meta.get("recipe")}
 
 
 def add_commands(subparsers) -> list[argparse.ArgumentParser]:
     from . import list_recipes
+    from .qat import QATSettings
 
     q = subparsers.add_parser("quantize", help="post-training quantization with a recipe or an NNCF-style config")
     q.add_argument("--recipe", help=f"a recipe: {', '.join(list_recipes())}, or a recipe .json path")
@@ -124,13 +125,14 @@ def add_commands(subparsers) -> list[argparse.ArgumentParser]:
     t.add_argument("--checkpoint", required=True, help="quantized.pth written by `qmlp quantize`")
     t.add_argument("--teacher", help="float teacher checkpoint or zoo name (default: the quantized model's source)")
     t.add_argument("--out", required=True)
-    t.add_argument("--epochs", type=int, default=2)
-    t.add_argument("--lr", type=float, default=5e-5)
-    t.add_argument("--warmup-epochs", type=float, default=0.1)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--distill-weight", type=float, default=0.7)
+    d = QATSettings()
+    t.add_argument("--epochs", type=int, default=d.epochs)
+    t.add_argument("--lr", type=float, default=d.lr)
+    t.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    t.add_argument("--batch-size", type=int, default=d.batch_size)
+    t.add_argument("--distill-weight", type=float, default=d.distill_weight)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--train-subset", type=int, default=0)
+    t.add_argument("--train-subset", type=int, default=d.train_subset)
     t.add_argument("--test-subset", type=int, default=0)
     t.add_argument("--resume", action="store_true")
     t.set_defaults(func=cmd_qat)

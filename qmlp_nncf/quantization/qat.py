@@ -6,9 +6,31 @@ torch model (quantizer scales and ranges are parameters too). This reuses the fl
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 
 from ..training import TrainConfig, train
+
+
+@dataclass(frozen=True)
+class QATSettings:
+    """The QAT knobs and their defaults (``qmlp qat`` and ``benchmarks/accuracy.py --qat``)."""
+
+    epochs: int = 2
+    lr: float = 5e-5
+    warmup_epochs: float = 0.1
+    batch_size: int = 128
+    distill_weight: float = 0.7
+    train_subset: int = 0  # >0: the first N shuffled train images per epoch
+
+    def train_config(self, arch: str, out: str, teacher: Optional[str], **extra) -> TrainConfig:
+        """The training-loop config: no weight decay on quantizer ranges, float32 (fake-quant kernels)."""
+        return TrainConfig(model=arch, out=out, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                           warmup_epochs=self.warmup_epochs, weight_decay=0.0, amp="off",
+                           train_subset=self.train_subset, teacher=teacher, distill_weight=self.distill_weight,
+                           **extra)
 
 
 def qat(quantized: torch.nn.Module, cfg: TrainConfig, resume: bool = False, log=print) -> dict:
