@@ -12,6 +12,7 @@ import torch
 import qmlp_nncf.models  # noqa: F401  (registers the zoo models with timm)
 from qmlp_nncf.quantization import Rule, SpecError, load_config, load_recipe, quantize
 from qmlp_nncf.quantization.ptq import _check_ignored_scope, _check_scopes
+from qmlp_nncf.quantization.range_tuning import RangeTuning
 from qmlp_nncf.quantization.roles import GraphRoles, Site
 from qmlp_nncf.quantization.specs import QuantizerSpec, RangeSpec
 
@@ -113,6 +114,14 @@ def test_num_init_samples_alone_keeps_the_recipe_range():
     assert cfg.recipe.activations.range == load_recipe("qmlp_w4a4").activations.range
 
 
+def test_range_tuning_override():
+    on = load_config({"qmlp": {"recipe": "qmlp_w4a4", "range_tuning": {"steps": 50}}}).recipe
+    assert on.range_tuning == RangeTuning(steps=50) and on.rules == load_recipe("qmlp_w4a4").rules
+    assert load_config({"qmlp": {"recipe": "qmlp_w4a4_tuned", "range_tuning": False}}).recipe.range_tuning is None
+    with pytest.raises(SpecError, match="qmlp.range_tuning: recipe qmlp_w4_weight_only compresses weights only"):
+        load_config({"qmlp": {"recipe": "qmlp_w4_weight_only", "range_tuning": {}}})
+
+
 def test_plain_scope_is_an_exact_name_and_override_carries_range():
     cfg = load_config(with_("compression.scope_overrides", {"activations": {
         "blocks/0/linear_tokens/linear/0": {"bits": 4, "range": {"type": "percentile",
@@ -165,7 +174,9 @@ BAD = [
     (with_("qmlp.calibration_size", 100), r"num_init_samples and qmlp\.calibration_size disagree"),
     (with_("qmlp.recipe", "qmlp_w9a9"), r"qmlp\.recipe: unknown recipe 'qmlp_w9a9'; available: .*qmlp_w4a4"),
     (with_("qmlp.recipe", 4), r"qmlp\.recipe: expected str"),
-    (with_("qmlp.extra", 1), r"^qmlp: unknown key\(s\) \['extra'\]; valid keys: \['calibration_size', 'recipe'"),
+    (with_("qmlp.extra", 1), r"^qmlp: unknown key\(s\) \['extra'\]; valid keys: \['calibration_size', 'range_tuning'"),
+    (with_("qmlp.range_tuning", {"steps": 0}), r"qmlp\.range_tuning\.steps: must be > 0, got 0"),
+    (with_("qmlp.range_tuning", True), r"qmlp\.range_tuning: expected an object \(or false\), got bool True"),
     (with_("qmlp.rules", [{"match": ["tokens"]}]), r"qmlp\.rules\[0\]\.match: unknown role\(s\) \['tokens'\]"),
     (with_("compression.scope_overrides.activations", {"{re}blocks/(0": {"bits": 4}}),
      r'compression\.scope_overrides\.activations\["\{re\}blocks/\(0"\]: invalid regex'),

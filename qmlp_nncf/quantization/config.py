@@ -16,7 +16,8 @@ but ``compression`` needs its ``algorithm``; docs/config.md has a complete examp
                   "scope_overrides": {"weights": {SCOPE: {bits, mode, per_channel}},
                                       "activations": {SCOPE: {bits, mode, range: {type, params}}}},
                   "ignored_scopes": [SCOPE, ...]}
-    qmlp         {"recipe": NAME or path.json, "rules": [rule, ...], "calibration_size": 300}
+    qmlp         {"recipe": NAME or path.json, "rules": [rule, ...], "calibration_size": 300,
+                  "range_tuning": {"steps": 300, "lr": 0.001, "batch_size": 64} | false}
 
 Semantics: start from ``qmlp.recipe`` (default ``nncf_default_w8a8``) and override it.
 ``preset`` sets NNCF's preset and the default modes (both: symmetric weights; performance:
@@ -25,7 +26,8 @@ becomes the default activation range (``percentile``: NNCF 2.x's mirror-image pa
 ``min/max_percentile``, kept as ``max_percentile``); ``num_init_samples`` the calibration size.
 ``weights``/``activations`` override the recipe's default specs. ``qmlp.rules`` are appended to
 the recipe's rules, then one rule per ``scope_overrides`` entry, restricted to its kind of
-quantizer (later rules win: op-name overrides beat role rules).
+quantizer (later rules win: op-name overrides beat role rules). ``qmlp.range_tuning`` replaces the
+recipe's range tuning (``{}``: the defaults) or, with ``false``, turns it off.
 
 SCOPE is ``{re}REGEX`` or an exact op name as ``nncf.build_graph`` lists it
 (``blocks/0/mlp_channels/fc1/linear/0``). A scope override's regex must match the whole name of
@@ -49,6 +51,7 @@ from typing import Any, Optional
 
 import nncf
 
+from .range_tuning import RangeTuning
 from .recipes import PRESETS, Recipe, load_recipe
 from .rules import Rule, rules_from_list
 from .specs import RangeSpec, SpecError, check_keys, check_type
@@ -90,10 +93,12 @@ def load_config(path_or_dict: str | Path | dict) -> QuantizeConfig:
         base_dir, label = path.parent, path.stem
     check_keys(data, TOP_KEYS, "config")
 
-    qmlp = check_keys(data.get("qmlp", {}), {"recipe", "rules", "calibration_size"}, "qmlp")
+    qmlp = check_keys(data.get("qmlp", {}), {"recipe", "rules", "calibration_size", "range_tuning"}, "qmlp")
     recipe = _base_recipe(check_type(qmlp.get("recipe", DEFAULT_RECIPE), str, "qmlp.recipe"), base_dir)
     if "rules" in qmlp:
         recipe = recipe.with_rules(rules_from_list(qmlp["rules"], "qmlp.rules"))
+    if "range_tuning" in qmlp:
+        recipe = replace(recipe, range_tuning=_range_tuning(qmlp["range_tuning"], recipe))
     comp = _compression(data.get("compression"))
     recipe, ignored = _apply_compression(recipe, comp)
     calibration = _calibration_size(comp, qmlp)
@@ -151,6 +156,17 @@ def _input_shape(info: Any) -> Optional[tuple]:
         if check_type(dim, int, f"input_info.sample_size[{i}]") < 1:
             raise SpecError(f"input_info.sample_size[{i}]: dimensions must be >= 1, got {dim}")
     return tuple(size)
+
+
+def _range_tuning(value, recipe: Recipe) -> Optional[RangeTuning]:
+    if value is False:
+        return None
+    if recipe.weight_compression is not None:
+        raise SpecError(f"qmlp.range_tuning: recipe {recipe.name} compresses weights only; it has no quantizer "
+                        f"ranges to tune")
+    if not isinstance(value, dict):
+        raise SpecError(f"qmlp.range_tuning: expected an object (or false), got {type(value).__name__} {value!r}")
+    return RangeTuning.from_dict(value, "qmlp.range_tuning")
 
 
 def _calibration_size(comp: dict, qmlp: dict) -> Optional[int]:

@@ -19,8 +19,9 @@ from nncf.quantization.range_estimator import (AggregatorType, RangeEstimatorPar
 
 from ..models.surgery import model_family
 from .family_rules import family_rules
+from .range_tuning import tune_ranges
 from .recipes import Recipe, load_recipe
-from .respec import Decision, respecify
+from .respec import Decision, record_ranges, respecify
 from .roles import GraphRoles
 from .specs import RangeSpec, SpecError
 
@@ -98,8 +99,8 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     ``config`` (an NNCF-style JSON path or dict, see docs/config.md) replaces ``recipe`` and
     ``ignored_scope`` with what it describes.
     An ``ignored_scope`` name or pattern that matches no op raises ``SpecError``.
-    The returned model carries ``qmlp_report``: one dict per quantizer (hook, roles, spec, range),
-    and ``qmlp_recipe``: the recipe name.
+    The returned model carries ``qmlp_report``: one dict per quantizer (hook, roles, spec, the
+    installed range and the estimator's ``calibrated`` range), and ``qmlp_recipe``: the recipe name.
     """
     if config is not None:
         from .config import load_config
@@ -132,6 +133,13 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         decisions = respecify(quantized, roles, rules, {"weights": recipe.weights, "activations": recipe.activations},
                               items, recalibrate=recipe.recalibrate)
         report = [d.to_dict() for d in decisions]
+        if recipe.range_tuning is not None:
+            log(f"{recipe.name}: tuning the quantizer ranges ({recipe.range_tuning.steps} steps on "
+                f"{len(items)} calibration items)")
+            tuning = tune_ranges(quantized, model, items, recipe.range_tuning, log)
+            log(f"{recipe.name}: range tuning took KL to the float model {tuning['kl_before']:.4f} -> "
+                f"{tuning['kl_after']:.4f} in {tuning['seconds']:.0f} s")
+            record_ranges(quantized, decisions)
     quantized.qmlp_report = report
     quantized.qmlp_recipe = recipe.name
     log(f"{recipe.name}: quantized {family} model in {time.time() - t0:.1f} s "

@@ -2,7 +2,8 @@
 
 A recipe names the NNCF global settings (placement mode, preset, SmoothQuant, range estimator),
 the default weight/activation specs, the rules, the calibration size, whether Q-MLP surgery is
-expected, and, for weight-only recipes, the ``nncf.compress_weights`` settings.
+expected, whether the ranges are then tuned (``range_tuning``), and, for weight-only recipes, the
+``nncf.compress_weights`` settings. ``"extends": NAME`` starts from another recipe's keys.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
+from .range_tuning import RangeTuning
 from .rules import Rule, rules_from_list
 from .specs import QuantizerSpec, RangeSpec, SpecError, check_keys, check_type
 
@@ -19,7 +21,7 @@ MODEL_TYPES = ("default", "transformer")
 PRESETS = ("performance", "mixed")
 COMPRESSION_MODES = ("int4_sym", "int4_asym", "int8_sym", "int8_asym")
 RECIPE_KEYS = {"description", "expects_qmlp", "calibration_size", "nncf", "weights", "activations", "recalibrate",
-               "family_rules", "rules", "weight_compression"}
+               "family_rules", "rules", "weight_compression", "range_tuning"}
 
 
 NNCF_ESTIMATORS = ("min_max", "mean_min_max", "percentile")  # what NNCF's global settings can express
@@ -85,6 +87,7 @@ class Recipe:
     family_rules: bool = False  # prepend the built-in rule set of the model's family
     rules: tuple = ()
     weight_compression: Optional[WeightCompression] = None
+    range_tuning: Optional[RangeTuning] = None  # fit the ranges by distillation after calibration
 
     @classmethod
     def from_dict(cls, name: str, d: dict, where: Optional[str] = None) -> "Recipe":
@@ -108,6 +111,10 @@ class Recipe:
         if "weight_compression" in d:
             kw["weight_compression"] = WeightCompression.from_dict(d["weight_compression"],
                                                                    f"{where}.weight_compression")
+        if d.get("range_tuning") is not None:
+            kw["range_tuning"] = RangeTuning.from_dict(d["range_tuning"], f"{where}.range_tuning")
+            if "weight_compression" in kw:
+                raise SpecError(f"{where}.range_tuning: weight-only compression has no quantizer ranges to tune")
         return cls(**kw)
 
     def with_rules(self, extra: tuple[Rule, ...]) -> "Recipe":
@@ -124,17 +131,28 @@ def list_recipes() -> list[str]:
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
     """A recipe by name (``qmlp_w4a4``) or from a JSON file path."""
+    name, data = _recipe_data(name_or_path, ())
+    return Recipe.from_dict(name, data)
+
+
+def _recipe_data(name_or_path: str | Path, chain: tuple[str, ...]) -> tuple[str, dict]:
+    """The recipe's JSON object, with ``extends`` resolved (its keys over the base recipe's)."""
     path = Path(name_or_path)
     if path.suffix == ".json" and path.is_file():
-        text, name = path.read_text(), path.stem
+        text, name, key = path.read_text(), path.stem, str(path.resolve())
     else:
         res = _recipe_dir() / f"{name_or_path}.json"
         if not res.is_file():
             raise SpecError(f"unknown recipe {str(name_or_path)!r}; available: {', '.join(list_recipes())} "
                             f"(or a path to a recipe .json file)")
-        text, name = res.read_text(), str(name_or_path)
+        text, name, key = res.read_text(), str(name_or_path), str(name_or_path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise SpecError(f"recipe {name}: invalid JSON: {e}") from None
-    return Recipe.from_dict(name, data)
+    if isinstance(data, dict) and "extends" in data:
+        base = check_type(data.pop("extends"), str, f"recipe {name}.extends")
+        if key in chain:
+            raise SpecError(f"recipe {name}.extends: {' -> '.join(chain + (key,))} is a cycle")
+        data = {**_recipe_data(base, chain + (key,))[1], **data}
+    return name, data

@@ -149,9 +149,18 @@ def respecify(model: torch.nn.Module, roles: GraphRoles, rules: Iterable[Rule], 
             quantizer = build_quantizer(d.spec, shape, low, high, d.site.is_weight)
             storage.delete_hook(d.site.hook_name)
             storage.insert_hook_by_name(d.site.hook_name, quantizer)
-            if low.numel() == 1:
-                d.low, d.high = [float(quantizer_low(quantizer))], [float(quantizer_high(quantizer))]
+    if recalibrate:
+        record_ranges(model, decisions)
     return decisions
+
+
+def record_ranges(model: torch.nn.Module, decisions: list[Decision]) -> None:
+    """Copy the installed per-tensor quantizers' ranges into their decisions (the report)."""
+    hooks = dict(get_hook_storage(model).named_hooks())
+    for d in decisions:
+        q = hooks.get(d.site.hook_name) if d.spec is not None else None
+        if q is not None and not q.per_channel:
+            d.low, d.high = [float(quantizer_low(q))], [float(quantizer_high(q))]
 
 
 def quantizer_low(q: BaseQuantizer) -> torch.Tensor:

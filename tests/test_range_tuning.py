@@ -1,0 +1,68 @@
+"""Range tuning: only quantizer ranges move, the KL to the float model drops, the result stays an NNCF model."""
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from qmlp_nncf.benchmark.accuracy import load_float, zoo_models
+from qmlp_nncf.data import calibration_subset
+from qmlp_nncf.quantization import SpecError, load_recipe, quantize
+from qmlp_nncf.quantization.range_tuning import RangeTuning, range_parameters, tune_ranges
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+QUIET = {"log": lambda msg: None}
+
+
+@pytest.fixture(scope="module")
+def resmlp_w4a4(fmnist_train):
+    """The zoo Q-MLP ResMLP after plain qmlp_w4a4 PTQ, its float model and 64 calibration images."""
+    model, _ = load_float(zoo_models(["qmlp_resmlp_fmnist"], log=lambda m: None)[0])
+    calib = calibration_subset(fmnist_train, 64)
+    items = [calib[i][0].unsqueeze(0) for i in range(len(calib))]
+    return model, quantize(model, calib, "qmlp_w4a4", **QUIET), items
+
+
+def test_tuning_lowers_the_kl_and_moves_only_quantizer_ranges(resmlp_w4a4):
+    model, q, items = resmlp_w4a4
+    ranges = {id(p) for p in range_parameters(q)}
+    before = {n: p.detach().clone() for n, p in q.named_parameters()}
+    flags = {n: p.requires_grad for n, p in q.named_parameters()}
+    result = tune_ranges(q, model, items, RangeTuning(steps=30, lr=2e-3, batch_size=32), log=lambda m: None)
+    assert result["kl_after"] < 0.9 * result["kl_before"], result
+    moved = {n for n, p in q.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert moved and all(id(q.get_parameter(n)) in ranges for n in moved)
+    assert not q.training and {n: p.requires_grad for n, p in q.named_parameters()} == flags
+
+
+def test_tuned_recipe_extends_the_plain_one_and_reports_the_tuned_ranges(fmnist_train):
+    plain, tuned = load_recipe("qmlp_w4a4"), load_recipe("qmlp_w4a4_tuned")
+    assert tuned.range_tuning == RangeTuning(steps=300, lr=1e-3, batch_size=64) and plain.range_tuning is None
+    assert [replace(r, where="") for r in tuned.rules] == [replace(r, where="") for r in plain.rules]
+    assert (tuned.nncf, tuned.weights, tuned.activations) == (plain.nncf, plain.weights, plain.activations)
+
+    model, _ = load_float(zoo_models(["qmlp_mixer_fmnist"], log=lambda m: None)[0])
+    recipe = replace(tuned, range_tuning=RangeTuning(steps=5, batch_size=8))
+    q = quantize(model, calibration_subset(fmnist_train, 16), recipe, **QUIET)
+    row = next(r for r in q.qmlp_report if "channel_mixing_input" in r["roles"])
+    assert (row["low"], row["high"]) != (row["calibrated_low"], row["calibrated_high"])
+
+
+def test_bad_range_tuning_settings_fail(tmp_path):
+    with pytest.raises(SpecError, match=r"range_tuning: unknown key\(s\) \['step'\]"):
+        RangeTuning.from_dict({"step": 3}, "range_tuning")
+    with pytest.raises(SpecError, match=r"range_tuning.lr: must be > 0"):
+        RangeTuning.from_dict({"lr": 0}, "range_tuning")
+    with pytest.raises(SpecError, match=r"range_tuning.steps: expected int"):
+        RangeTuning.from_dict({"steps": 1.5}, "range_tuning")
+    weight_only = {"extends": "qmlp_w4_weight_only", "range_tuning": {}}
+    (tmp_path / "wo.json").write_text(json.dumps(weight_only))
+    with pytest.raises(SpecError, match="weight-only compression has no quantizer ranges"):
+        load_recipe(tmp_path / "wo.json")
+    (tmp_path / "a.json").write_text(json.dumps({"extends": str(tmp_path / "b.json")}))
+    (tmp_path / "b.json").write_text(json.dumps({"extends": str(tmp_path / "a.json")}))
+    with pytest.raises(SpecError, match="is a cycle"):
+        load_recipe(tmp_path / "a.json")
+    (tmp_path / "c.json").write_text(json.dumps({"extends": "qmlp_w9a9"}))
+    with pytest.raises(SpecError, match="unknown recipe 'qmlp_w9a9'"):
+        load_recipe(tmp_path / "c.json")
