@@ -4,11 +4,13 @@ from dataclasses import replace
 
 import pytest
 import torch
+from nncf.torch.function_hook import get_hook_storage
 
 from qmlp_nncf.benchmark.accuracy import load_float, zoo_models
 from qmlp_nncf.data import calibration_subset
 from qmlp_nncf.quantization import SpecError, load_recipe, quantize
 from qmlp_nncf.quantization.range_tuning import RangeTuning, range_parameters, tune_ranges
+from qmlp_nncf.quantization.respec import quantizer_high, quantizer_low
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 QUIET = {"log": lambda msg: None}
@@ -42,10 +44,16 @@ def test_tuned_recipe_extends_the_plain_one_and_reports_the_tuned_ranges(fmnist_
     assert (tuned.nncf, tuned.weights, tuned.activations) == (plain.nncf, plain.weights, plain.activations)
 
     model, _ = load_float(zoo_models(["qmlp_mixer_fmnist"], log=lambda m: None)[0])
-    recipe = replace(tuned, range_tuning=RangeTuning(steps=5, batch_size=8))
-    q = quantize(model, calibration_subset(fmnist_train, 16), recipe, **QUIET)
-    row = next(r for r in q.qmlp_report if "channel_mixing_input" in r["roles"])
-    assert (row["low"], row["high"]) != (row["calibrated_low"], row["calibrated_high"])
+    calib = calibration_subset(fmnist_train, 16)
+    q = quantize(model, calib, replace(tuned, range_tuning=RangeTuning(steps=5, batch_size=8)), **QUIET)
+    untuned = quantize(model, calib, replace(tuned, range_tuning=None), **QUIET)
+    assert q.qmlp_range_tuning["steps"] == 5 and untuned.qmlp_range_tuning is None
+    hooks = dict(get_hook_storage(q).named_hooks())
+    rows = [r for r in q.qmlp_report if not r["float"] and "low" in r]
+    assert rows and all((r["low"], r["high"]) == (float(quantizer_low(hooks[r["hook"]])),
+                                                  float(quantizer_high(hooks[r["hook"]]))) for r in rows)
+    assert [(r["low"], r["high"]) for r in rows] != [(r["low"], r["high"]) for r in untuned.qmlp_report
+                                                     if not r["float"] and "low" in r]
 
 
 def test_bad_range_tuning_settings_fail(tmp_path):

@@ -78,6 +78,8 @@ def cmd_quantize(args) -> dict:
               "float_top1": meta.get("top1"), "ptq_time_s": round(ptq_s, 2),
               "quantizers": sum(not r["float"] for r in quantized.qmlp_report),
               "checkpoint": str(out / "quantized.pth")}
+    if quantized.qmlp_range_tuning is not None:
+        result["range_tuning"] = quantized.qmlp_range_tuning
     if not args.no_export:
         ir = export_ir(quantized, out / "ir", (1, *input_shape_of(model)), force=args.force,
                        metadata={"recipe": recipe, "source_checkpoint": payload["source"],

@@ -100,7 +100,8 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     ``ignored_scope`` with what it describes.
     An ``ignored_scope`` name or pattern that matches no op raises ``SpecError``.
     The returned model carries ``qmlp_report``: one dict per quantizer (hook, roles, spec, the
-    installed range and the estimator's ``calibrated`` range), and ``qmlp_recipe``: the recipe name.
+    installed range and the estimator's ``calibrated`` range), ``qmlp_recipe``: the recipe name, and
+    ``qmlp_range_tuning``: the KL before/after and the time of the range tuning (None without one).
     """
     if config is not None:
         from .config import load_config
@@ -117,6 +118,7 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         log(f"note: recipe {recipe.name} is meant for Q-MLP models (LayerNorm, bounded activation, token groups); "
             f"this {family} model has not been converted (see `qmlp convert`)")
 
+    tuning = None
     if recipe.weight_compression is not None:
         quantized = _compress_weights(copy.deepcopy(model), recipe, items)  # compress_weights works in place
         report: list[dict] = []
@@ -132,7 +134,6 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         _check_scopes(rules, roles)
         decisions = respecify(quantized, roles, rules, {"weights": recipe.weights, "activations": recipe.activations},
                               items, recalibrate=recipe.recalibrate)
-        report = [d.to_dict() for d in decisions]
         if recipe.range_tuning is not None:
             log(f"{recipe.name}: tuning the quantizer ranges ({recipe.range_tuning.steps} steps on "
                 f"{len(items)} calibration items)")
@@ -140,8 +141,10 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
             log(f"{recipe.name}: range tuning took KL to the float model {tuning['kl_before']:.4f} -> "
                 f"{tuning['kl_after']:.4f} in {tuning['seconds']:.0f} s")
             record_ranges(quantized, decisions)
+        report = [d.to_dict() for d in decisions]
     quantized.qmlp_report = report
     quantized.qmlp_recipe = recipe.name
+    quantized.qmlp_range_tuning = tuning
     log(f"{recipe.name}: quantized {family} model in {time.time() - t0:.1f} s "
         f"({sum(not r['float'] for r in report)} quantizers)")
     return quantized

@@ -93,7 +93,7 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
             opt.step()
             schedule.step()
             if (step + 1) % 100 == 0:
-                log(f"range tuning: step {step + 1}/{settings.steps}, KL {float(loss):.4f}")
+                log(f"range tuning: step {step + 1}/{settings.steps}, KL {loss.item():.4f}")
         with torch.no_grad():
             kl_after = float(_kl(_log_probs(quantized, inputs), targets))
     finally:
