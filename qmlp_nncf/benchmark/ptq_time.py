@@ -18,13 +18,15 @@ from .console import nncf_output_to_stderr
 from .ov_latency import write_json
 
 
-def time_ptq(name: str, recipe: str, calibration_size: int) -> dict:
-    """One PTQ run: ``{"model", "recipe", "calibration_size", "ptq_s", "quantizers"}``."""
+def time_ptq(name: str, recipe: str, calibration_size: int = 0) -> dict:
+    """One PTQ run (``calibration_size`` 0: the recipe's):
+    ``{"model", "recipe", "calibration_size", "ptq_s", "quantizers"}``."""
     from ..cli import resolve_model
     from ..export.prepare import calibration_data, check_recipe, input_shape_of
-    from ..quantization import quantize
+    from ..quantization import load_recipe, quantize
 
     check_recipe(recipe)
+    calibration_size = calibration_size or load_recipe(recipe).calibration_size
     model, _ = resolve_model(name, None)
     data, described = calibration_data(input_shape_of(model), calibration_size)
     items = [data[i] for i in range(len(data))]  # decoded before the clock starts
@@ -49,7 +51,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks/ptq_time.py", description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", required=True, metavar="NAME", help="zoo or timm model name")
     p.add_argument("--recipe", action="append", required=True, metavar="NAME")
-    p.add_argument("--calibration-size", type=int, default=300, metavar="N")
+    p.add_argument("--calibration-size", type=int, default=0, metavar="N",
+                   help="calibration images (default: the recipe's, 300 for most)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
     args = p.parse_args(argv)
