@@ -50,7 +50,14 @@ def test_eval_json_contract_reproduces_the_reference(capsys, fmnist_test):
     assert result["top1"] == pytest.approx(entry.top1, abs=1e-4)  # same weights, same images, fp32 eval
 
 
+def test_quantize_lists_the_recipes(capsys):
+    rc, recipes = run_json(["quantize", "--list-recipes", "--json"], capsys)
+    assert rc == 0 and {"qmlp_w4a4", "qmlp_w4a4_tuned", "nncf_default_w8a8"} <= set(recipes)
+    assert "range" in recipes["qmlp_w4a4_tuned"]
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["quantize", "--recipe", "qmlp_w8a8", "--model", "mixer_fmnist", "--json"], "give --out DIR"),
     (["eval", "--model", "no_such_model", "--json"], "unknown model 'no_such_model'"),
     (["eval", "--checkpoint", "/nonexistent.pth", "--json"], "does not exist"),
     (["eval", "--model", "mixer_fmnist", "--data-dir", "/tmp", "--json"], "does not hold the Fashion-MNIST files"),

@@ -48,6 +48,12 @@ def cmd_quantize(args) -> dict:
     from ..export import export_ir
     from ..export.prepare import input_shape_of
 
+    if args.list_recipes:
+        from .recipes import list_recipes, load_recipe
+
+        return {name: load_recipe(name).description for name in list_recipes()}
+    if not args.out:
+        raise ValueError("give --out DIR: the folder for quantized.pth and ir/model.xml")
     if not (args.recipe or args.config):
         raise ValueError("give --recipe NAME (see `qmlp quantize --list-recipes`) or --config FILE")
     resolved = recipe_from_args(args)
@@ -116,7 +122,8 @@ def add_commands(subparsers) -> list[argparse.ArgumentParser]:
     q.add_argument("--config", help="NNCF-style JSON config (docs/config.md); may name the model and recipe")
     q.add_argument("--model", help="zoo or timm model name")
     q.add_argument("--checkpoint", help="float checkpoint")
-    q.add_argument("--out", required=True, help="output folder: quantized.pth and ir/model.xml")
+    q.add_argument("--out", help="output folder: quantized.pth and ir/model.xml (required)")
+    q.add_argument("--list-recipes", action="store_true", help="print every recipe with its description and exit")
     q.add_argument("--calibration-size", type=int, default=0, help="calibration images (default: the recipe's)")
     q.add_argument("--limit", type=int, default=0, help="evaluate on the first N test images only")
     q.add_argument("--no-export", action="store_true", help="skip the OpenVINO IR export")
