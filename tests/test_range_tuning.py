@@ -1,7 +1,9 @@
-"""Range tuning: only quantizer ranges move, the KL to the float model drops, the result stays an NNCF model."""
+"""Range tuning: only quantizer ranges (and, if asked, weight rounding) move, the KL to the float model drops."""
+import copy
 import json
 from dataclasses import replace
 
+import nncf
 import pytest
 import torch
 from nncf.torch.function_hook import get_hook_storage
@@ -9,7 +11,7 @@ from nncf.torch.function_hook import get_hook_storage
 from qmlp_nncf.benchmark.accuracy import load_float, zoo_models
 from qmlp_nncf.data import calibration_subset
 from qmlp_nncf.quantization import SpecError, load_recipe, quantize
-from qmlp_nncf.quantization.range_tuning import RangeTuning, range_parameters, tune_ranges
+from qmlp_nncf.quantization.range_tuning import RangeTuning, quantized_weights, range_parameters, tune_ranges
 from qmlp_nncf.quantization.respec import quantizer_high, quantizer_low
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,9 +39,33 @@ def test_tuning_lowers_the_kl_and_moves_only_quantizer_ranges(resmlp_w4a4):
     assert not q.training and {n: p.requires_grad for n, p in q.named_parameters()} == flags
 
 
+def test_weight_rounding_keeps_each_weight_within_half_a_step_and_drop_leaves_no_hooks(resmlp_w4a4):
+    model, q, items = resmlp_w4a4
+    q = copy.deepcopy(q)
+    graph = nncf.build_graph(model, example_input=items[0])
+    pairs = quantized_weights(q, graph)
+    linears = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert len(pairs) == len(linears) and {w.shape for w, _ in pairs} == {m.weight.shape for m in linears}
+    start = {id(w): w.detach().clone() for w, _ in pairs}
+    hooks_before = [len(h._forward_hooks) for _, h in get_hook_storage(q).named_hooks()]
+    settings = RangeTuning(steps=20, lr=2e-3, batch_size=32, weight_rounding_lr=3e-4, drop_prob=0.5)
+    result = tune_ranges(q, model, items, settings, log=lambda m: None, graph=graph)
+    assert result["kl_after"] < result["kl_before"], result
+    moved = 0
+    for w, quantizer in pairs:
+        step = quantizer.scale.abs() / quantizer.level_high
+        delta = (w.detach() - start[id(w)]).abs()
+        assert (delta <= step / 2 + 1e-6).all()
+        moved += int((delta > 0).sum())
+    assert moved > 0
+    assert [len(h._forward_hooks) for _, h in get_hook_storage(q).named_hooks()] == hooks_before
+    with pytest.raises(ValueError, match="need the model's NNCF graph"):
+        tune_ranges(q, model, items, settings, log=lambda m: None)
+
+
 def test_tuned_recipe_extends_the_plain_one_and_reports_the_tuned_ranges(fmnist_train):
     plain, tuned = load_recipe("qmlp_w4a4"), load_recipe("qmlp_w4a4_tuned")
-    assert tuned.range_tuning == RangeTuning(steps=300, lr=1e-3, batch_size=64) and plain.range_tuning is None
+    assert tuned.range_tuning.steps == 300 and plain.range_tuning is None
     assert [replace(r, where="") for r in tuned.rules] == [replace(r, where="") for r in plain.rules]
     assert (tuned.nncf, tuned.weights, tuned.activations) == (plain.nncf, plain.weights, plain.activations)
 
@@ -63,6 +89,10 @@ def test_bad_range_tuning_settings_fail(tmp_path):
         RangeTuning.from_dict({"lr": 0}, "range_tuning")
     with pytest.raises(SpecError, match=r"range_tuning.steps: expected int"):
         RangeTuning.from_dict({"steps": 1.5}, "range_tuning")
+    with pytest.raises(SpecError, match=r"range_tuning.drop_prob: must be in \[0, 1\), got 1"):
+        RangeTuning.from_dict({"drop_prob": 1}, "range_tuning")
+    with pytest.raises(SpecError, match=r"range_tuning.weight_rounding_lr: must be >= 0"):
+        RangeTuning.from_dict({"weight_rounding_lr": -1e-4}, "range_tuning")
     weight_only = {"extends": "qmlp_w4_weight_only", "range_tuning": {}}
     (tmp_path / "wo.json").write_text(json.dumps(weight_only))
     with pytest.raises(SpecError, match="weight-only compression has no quantizer ranges"):

@@ -2,9 +2,17 @@
 
 Statistics set each range on its own; at 4 bit the errors of some fifty quantizers compound. NNCF's
 quantizers learn their ranges (LSQ-style gradients of ``scale`` / ``input_low`` / ``input_range``), so a
-short Adam run on the calibration inputs fits them to the float model's logits: no labels, and weights,
-biases and norms stay frozen, so it remains post-training quantization. NNCF 3.4's ``nncf.quantize``
-has no such step (its bias corrections move biases, not ranges), hence this module.
+short Adam run on the calibration inputs fits them to the float model's logits: no labels, and biases
+and norms stay frozen, so it remains post-training quantization. NNCF 3.4's ``nncf.quantize`` has no
+such step (its bias corrections move biases, not ranges), hence this module.
+
+Two options from the PTQ literature ride on the same loop:
+
+- ``weight_rounding_lr``: the quantized weights learn their rounding (AdaRound, Nagel et al. 2020):
+  each weight may move by at most half a quantization step from its float value, so only the choice
+  between rounding down and up changes;
+- ``drop_prob``: QDrop (Wei et al. 2022): during tuning each activation element bypasses its quantizer
+  with this probability, which keeps the fit from overfitting the calibration images.
 """
 from __future__ import annotations
 
@@ -13,8 +21,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from nncf.common.graph import NNCFGraph
 from nncf.torch.function_hook import get_hook_storage
-from nncf.torch.quantization.layers import BaseQuantizer
+from nncf.torch.function_hook.hook_storage import decode_hook_name
+from nncf.torch.quantization.layers import AsymmetricQuantizer, BaseQuantizer
 
 from .specs import SpecError, check_keys, check_type
 
@@ -29,16 +39,24 @@ class RangeTuning:
     lr: float = 1e-3
     batch_size: int = 64
     seed: int = 0
+    weight_rounding_lr: float = 0.0  # > 0: also learn the rounding of quantized weights, with this Adam lr
+    drop_prob: float = 0.0  # QDrop: chance that an activation element skips its quantizer while tuning
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "RangeTuning":
-        check_keys(d, {"steps", "lr", "batch_size", "seed"}, where)
-        for key, typ in (("steps", int), ("batch_size", int), ("seed", int), ("lr", (int, float))):
+        check_keys(d, {"steps", "lr", "batch_size", "seed", "weight_rounding_lr", "drop_prob"}, where)
+        for key, typ in (("steps", int), ("batch_size", int), ("seed", int), ("lr", (int, float)),
+                         ("weight_rounding_lr", (int, float)), ("drop_prob", (int, float))):
             if key in d:
                 check_type(d[key], typ, f"{where}.{key}")
         for key in ("steps", "batch_size", "lr"):
             if key in d and not d[key] > 0:
                 raise SpecError(f"{where}.{key}: must be > 0, got {d[key]!r}")
+        if not d.get("weight_rounding_lr", 0) >= 0:
+            raise SpecError(f"{where}.weight_rounding_lr: must be >= 0 (0: weights frozen), "
+                            f"got {d['weight_rounding_lr']!r}")
+        if not 0 <= d.get("drop_prob", 0) < 1:
+            raise SpecError(f"{where}.drop_prob: must be in [0, 1), got {d['drop_prob']!r}")
         return cls(**d)
 
 
@@ -46,6 +64,38 @@ def range_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """The trainable range parameters of every NNCF quantizer in ``model``."""
     quantizers = [h for _, h in get_hook_storage(model).named_hooks() if isinstance(h, BaseQuantizer)]
     return [p for q in quantizers for p in q.parameters() if p.is_floating_point()]
+
+
+def quantized_weights(model: torch.nn.Module, graph: NNCFGraph) -> list[tuple[torch.nn.Parameter, BaseQuantizer]]:
+    """Each weight parameter of ``model`` that an NNCF quantizer reads, with that quantizer.
+
+    A weight quantizer is a pre-hook on a Linear/Conv input port fed by a constant in ``graph`` (the
+    model's NNCF graph), whose layer attributes name the parameter.
+    """
+    pairs = []
+    for name, hook in get_hook_storage(model).named_hooks():
+        hook_type, op, port = decode_hook_name(name)
+        if not isinstance(hook, BaseQuantizer) or hook_type != "pre_hooks":
+            continue
+        edges = [e for e in graph.get_input_edges(graph.get_node_by_name(op)) if e.input_port_id == port]
+        attrs = edges[0].from_node.layer_attributes if edges else None
+        if getattr(attrs, "name", None) is not None:
+            pairs.append((model.get_parameter(attrs.name), hook))
+    return pairs
+
+
+def _half_step(q: BaseQuantizer) -> torch.Tensor:
+    """Half of ``q``'s quantization step, shaped like its scale."""
+    if isinstance(q, AsymmetricQuantizer):
+        return q.input_range.abs() / (q.level_high - q.level_low) / 2
+    return q.scale.abs() / q.level_high / 2
+
+
+def _quantizer_dropout(quantizers: list[BaseQuantizer], p: float, gen: torch.Generator) -> list:
+    """QDrop: forward hooks that give back each element's unquantized value with probability ``p``."""
+    def drop(module, inputs, out):
+        return torch.where(torch.rand(out.shape, generator=gen) < p, inputs[0], out)
+    return [q.register_forward_hook(drop) for q in quantizers]
 
 
 def _log_probs(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
@@ -58,17 +108,25 @@ def _kl(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 
 def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: list[torch.Tensor],
-                settings: RangeTuning = RangeTuning(), log=print) -> dict:
+                settings: RangeTuning = RangeTuning(), log=print, graph: NNCFGraph | None = None) -> dict:
     """Fit the quantizer ranges of ``quantized`` (in place) to ``teacher``'s logits on ``items``.
 
     Minimises KL(teacher || quantized) with Adam and a cosine schedule; every other parameter is
-    frozen for the run and left as it was. Returns the mean KL on ``items`` before and after, and the time.
+    frozen for the run and left as it was, except, with ``settings.weight_rounding_lr``, the quantized
+    weights (``graph``, the model's NNCF graph, locates them), each kept within half a step of its
+    start. Returns the mean KL on ``items`` before and after, and the time.
     """
     params = range_parameters(quantized)
     if not params:
         raise ValueError("range tuning: the model has no quantizers with trainable ranges")
-    tuned = {id(p) for p in params}
-    others = [p for p in quantized.parameters() if id(p) not in tuned]
+    weight_quantizers = []
+    if settings.weight_rounding_lr > 0 or settings.drop_prob > 0:
+        if graph is None:
+            raise ValueError("range tuning: weight_rounding_lr and drop_prob need the model's NNCF graph (graph=...)")
+        weight_quantizers = quantized_weights(quantized, graph)
+    weights = [(w, w.detach().clone(), q) for w, q in weight_quantizers] if settings.weight_rounding_lr > 0 else []
+    ranges = {id(p) for p in params}
+    others = [p for p in quantized.parameters() if id(p) not in ranges]
     grad_flags = [p.requires_grad for p in params + others]
     was_training = quantized.training
     quantized.eval()
@@ -77,14 +135,21 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
     with torch.no_grad():
         targets = _log_probs(teacher.eval(), inputs)
         kl_before = float(_kl(_log_probs(quantized, inputs), targets))
+    drops = []
     try:
         for p in others:
             p.requires_grad_(False)
-        for p in params:
+        for p in params + [w for w, _, _ in weights]:
             p.requires_grad_(True)
-        opt = torch.optim.Adam(params, lr=settings.lr)
+        groups = [{"params": params, "lr": settings.lr}]
+        if weights:
+            groups.append({"params": [w for w, _, _ in weights], "lr": settings.weight_rounding_lr})
+        opt = torch.optim.Adam(groups)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.steps)
         gen = torch.Generator().manual_seed(settings.seed)
+        activations = [h for _, h in get_hook_storage(quantized).named_hooks()
+                       if isinstance(h, BaseQuantizer) and all(h is not q for _, q in weight_quantizers)]
+        drops = _quantizer_dropout(activations, settings.drop_prob, gen) if settings.drop_prob else []
         for step in range(settings.steps):
             idx = torch.randint(0, len(inputs), (min(settings.batch_size, len(inputs)),), generator=gen)
             loss = _kl(F.log_softmax(quantized(inputs[idx]), -1), targets[idx])
@@ -92,13 +157,19 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
             loss.backward()
             opt.step()
             schedule.step()
+            with torch.no_grad():
+                for w, start, q in weights:
+                    half = _half_step(q)
+                    w.copy_(torch.minimum(torch.maximum(w, start - half), start + half))
             if (step + 1) % 100 == 0:
                 log(f"range tuning: step {step + 1}/{settings.steps}, KL {loss.item():.4f}")
-        with torch.no_grad():
-            kl_after = float(_kl(_log_probs(quantized, inputs), targets))
     finally:
+        for handle in drops:
+            handle.remove()
         for p, flag in zip(params + others, grad_flags):
             p.requires_grad_(flag)
-        quantized.train(was_training)
+    with torch.no_grad():
+        kl_after = float(_kl(_log_probs(quantized, inputs), targets))
+    quantized.train(was_training)
     return {"kl_before": kl_before, "kl_after": kl_after, "seconds": round(time.time() - t0, 1),
             "steps": settings.steps, "items": len(inputs)}
