@@ -11,7 +11,8 @@ from nncf.torch.function_hook import get_hook_storage
 from qmlp_nncf.benchmark.accuracy import load_float, zoo_models
 from qmlp_nncf.data import calibration_subset
 from qmlp_nncf.quantization import SpecError, load_recipe, quantize
-from qmlp_nncf.quantization.range_tuning import RangeTuning, quantized_weights, range_parameters, tune_ranges
+from qmlp_nncf.quantization.range_tuning import (RangeTuning, _block_outputs, quantized_weights, range_parameters,
+                                                 tune_ranges)
 from qmlp_nncf.quantization.respec import quantizer_high, quantizer_low
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -39,7 +40,7 @@ def test_tuning_lowers_the_kl_and_moves_only_quantizer_ranges(resmlp_w4a4):
     assert not q.training and {n: p.requires_grad for n, p in q.named_parameters()} == flags
 
 
-def test_weight_rounding_keeps_each_weight_within_half_a_step_and_drop_leaves_no_hooks(resmlp_w4a4):
+def test_weight_rounding_picks_a_neighbouring_grid_point_and_leaves_no_hooks(resmlp_w4a4):
     model, q, items = resmlp_w4a4
     q = copy.deepcopy(q)
     graph = nncf.build_graph(model, example_input=items[0])
@@ -47,20 +48,29 @@ def test_weight_rounding_keeps_each_weight_within_half_a_step_and_drop_leaves_no
     linears = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
     assert len(pairs) == len(linears) and {w.shape for w, _ in pairs} == {m.weight.shape for m in linears}
     start = {id(w): w.detach().clone() for w, _ in pairs}
-    hooks_before = [len(h._forward_hooks) for _, h in get_hook_storage(q).named_hooks()]
-    settings = RangeTuning(steps=20, lr=2e-3, batch_size=32, weight_rounding_lr=3e-4, drop_prob=0.5)
+    def forward_hooks():
+        modules = [h for _, h in get_hook_storage(q).named_hooks()] + list(q.blocks) + list(model.blocks)
+        return [len(m._forward_hooks) for m in modules]
+
+    hooks_before = forward_hooks()
+    settings = RangeTuning(steps=20, lr=2e-3, batch_size=32, weight_rounding_lr=3e-4, drop_prob=0.5, block_loss=1.0)
     result = tune_ranges(q, model, items, settings, log=lambda m: None, graph=graph)
     assert result["kl_after"] < result["kl_before"], result
-    moved = 0
-    for w, quantizer in pairs:
-        step = quantizer.scale.abs() / quantizer.level_high
-        delta = (w.detach() - start[id(w)]).abs()
-        assert (delta <= step / 2 + 1e-6).all()
-        moved += int((delta > 0).sum())
-    assert moved > 0
-    assert [len(h._forward_hooks) for _, h in get_hook_storage(q).named_hooks()] == hooks_before
+    changed_rounding = 0
+    with torch.no_grad():
+        for w, quantizer in pairs:  # each weight ends on a grid point next to where it started
+            scale = quantizer.scale.abs()
+            step = scale / quantizer.level_high
+            assert torch.allclose(quantizer(w), w, atol=1e-6)
+            inside = (start[id(w)].abs() <= scale).expand_as(w)
+            assert ((w - start[id(w)]).abs()[inside] < (step + 1e-6).expand_as(w)[inside]).all()
+            changed_rounding += int((w != quantizer(start[id(w)])).sum())
+    assert changed_rounding > 0
+    assert forward_hooks() == hooks_before
     with pytest.raises(ValueError, match="need the model's NNCF graph"):
         tune_ranges(q, model, items, settings, log=lambda m: None)
+    with pytest.raises(ValueError, match="block_loss needs a model with a `blocks` sequence.*set block_loss to 0"):
+        _block_outputs(torch.nn.Linear(2, 2), [])
 
 
 def test_tuned_recipe_extends_the_plain_one_and_reports_the_tuned_ranges(fmnist_train):
@@ -93,6 +103,8 @@ def test_bad_range_tuning_settings_fail(tmp_path):
         RangeTuning.from_dict({"drop_prob": 1}, "range_tuning")
     with pytest.raises(SpecError, match=r"range_tuning.weight_rounding_lr: must be >= 0"):
         RangeTuning.from_dict({"weight_rounding_lr": -1e-4}, "range_tuning")
+    with pytest.raises(SpecError, match=r"range_tuning.block_loss: expected"):
+        RangeTuning.from_dict({"block_loss": "1"}, "range_tuning")
     weight_only = {"extends": "qmlp_w4_weight_only", "range_tuning": {}}
     (tmp_path / "wo.json").write_text(json.dumps(weight_only))
     with pytest.raises(SpecError, match="weight-only compression has no quantizer ranges"):

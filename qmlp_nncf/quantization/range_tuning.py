@@ -6,13 +6,16 @@ short Adam run on the calibration inputs fits them to the float model's logits: 
 and norms stay frozen, so it remains post-training quantization. NNCF 3.4's ``nncf.quantize`` has no
 such step (its bias corrections move biases, not ranges), hence this module.
 
-Two options from the PTQ literature ride on the same loop:
+Three options from the PTQ literature ride on the same loop:
 
 - ``weight_rounding_lr``: the quantized weights learn their rounding (AdaRound, Nagel et al. 2020):
   each weight may move by at most half a quantization step from its float value, so only the choice
   between rounding down and up changes;
 - ``drop_prob``: QDrop (Wei et al. 2022): during tuning each activation element bypasses its quantizer
-  with this probability, which keeps the fit from overfitting the calibration images.
+  with this probability, which keeps the fit from overfitting the calibration images;
+- ``block_loss``: adds, with this weight, each block's output error (MSE relative to the float block
+  output's mean square, as in BRECQ's block reconstruction, Li et al. 2021) to the logit KL:
+  tokens x channels targets per block and image instead of 10 logits.
 """
 from __future__ import annotations
 
@@ -41,20 +44,22 @@ class RangeTuning:
     seed: int = 0
     weight_rounding_lr: float = 0.0  # > 0: also learn the rounding of quantized weights, with this Adam lr
     drop_prob: float = 0.0  # QDrop: chance that an activation element skips its quantizer while tuning
+    block_loss: float = 0.0  # weight of the block-output reconstruction term added to the logit KL
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "RangeTuning":
-        check_keys(d, {"steps", "lr", "batch_size", "seed", "weight_rounding_lr", "drop_prob"}, where)
+        check_keys(d, {"steps", "lr", "batch_size", "seed", "weight_rounding_lr", "drop_prob", "block_loss"}, where)
         for key, typ in (("steps", int), ("batch_size", int), ("seed", int), ("lr", (int, float)),
-                         ("weight_rounding_lr", (int, float)), ("drop_prob", (int, float))):
+                         ("weight_rounding_lr", (int, float)), ("drop_prob", (int, float)),
+                         ("block_loss", (int, float))):
             if key in d:
                 check_type(d[key], typ, f"{where}.{key}")
         for key in ("steps", "batch_size", "lr"):
             if key in d and not d[key] > 0:
                 raise SpecError(f"{where}.{key}: must be > 0, got {d[key]!r}")
-        if not d.get("weight_rounding_lr", 0) >= 0:
-            raise SpecError(f"{where}.weight_rounding_lr: must be >= 0 (0: weights frozen), "
-                            f"got {d['weight_rounding_lr']!r}")
+        for key, off in (("weight_rounding_lr", "weights frozen"), ("block_loss", "logit KL only")):
+            if not d.get(key, 0) >= 0:
+                raise SpecError(f"{where}.{key}: must be >= 0 (0: {off}), got {d[key]!r}")
         if not 0 <= d.get("drop_prob", 0) < 1:
             raise SpecError(f"{where}.drop_prob: must be in [0, 1), got {d['drop_prob']!r}")
         return cls(**d)
@@ -98,6 +103,19 @@ def _quantizer_dropout(quantizers: list[BaseQuantizer], p: float, gen: torch.Gen
     return [q.register_forward_hook(drop) for q in quantizers]
 
 
+def _block_outputs(model: torch.nn.Module, outputs: list) -> list:
+    """Forward hooks that append the output of each of ``model.blocks`` to ``outputs``."""
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, (torch.nn.Sequential, torch.nn.ModuleList)) or not len(blocks):
+        raise ValueError(f"range tuning: block_loss needs a model with a `blocks` sequence (timm's MLP-Mixer, ResMLP "
+                         f"and gMLP have one); {type(model).__name__} has none: set block_loss to 0")
+    return [b.register_forward_hook(lambda module, inputs, out: outputs.append(out)) for b in blocks]
+
+
+def _block_error(student: list, teacher: list) -> torch.Tensor:
+    return sum(((s - t) ** 2).mean() / (t ** 2).mean().clamp_min(1e-12) for s, t in zip(student, teacher))
+
+
 def _log_probs(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     return torch.cat([F.log_softmax(model(inputs[i:i + TEACHER_BATCH]), -1)
                       for i in range(0, len(inputs), TEACHER_BATCH)])
@@ -114,7 +132,7 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
     Minimises KL(teacher || quantized) with Adam and a cosine schedule; every other parameter is
     frozen for the run and left as it was, except, with ``settings.weight_rounding_lr``, the quantized
     weights (``graph``, the model's NNCF graph, locates them), each kept within half a step of its
-    start. Returns the mean KL on ``items`` before and after, and the time.
+    start and finally set to its quantized value. Returns the mean KL on ``items`` before and after, and the time.
     """
     params = range_parameters(quantized)
     if not params:
@@ -135,7 +153,7 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
     with torch.no_grad():
         targets = _log_probs(teacher.eval(), inputs)
         kl_before = float(_kl(_log_probs(quantized, inputs), targets))
-    drops = []
+    handles = []
     try:
         for p in others:
             p.requires_grad_(False)
@@ -149,10 +167,19 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
         gen = torch.Generator().manual_seed(settings.seed)
         activations = [h for _, h in get_hook_storage(quantized).named_hooks()
                        if isinstance(h, BaseQuantizer) and all(h is not q for _, q in weight_quantizers)]
-        drops = _quantizer_dropout(activations, settings.drop_prob, gen) if settings.drop_prob else []
+        handles = _quantizer_dropout(activations, settings.drop_prob, gen) if settings.drop_prob else []
+        student_blocks, teacher_blocks = [], []
+        if settings.block_loss:
+            handles += _block_outputs(quantized, student_blocks) + _block_outputs(teacher, teacher_blocks)
         for step in range(settings.steps):
             idx = torch.randint(0, len(inputs), (min(settings.batch_size, len(inputs)),), generator=gen)
             loss = _kl(F.log_softmax(quantized(inputs[idx]), -1), targets[idx])
+            if settings.block_loss:
+                with torch.no_grad():
+                    teacher(inputs[idx])
+                loss = loss + settings.block_loss * _block_error(student_blocks, teacher_blocks)
+                student_blocks.clear()
+                teacher_blocks.clear()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -164,11 +191,13 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
             if (step + 1) % 100 == 0:
                 log(f"range tuning: step {step + 1}/{settings.steps}, KL {loss.item():.4f}")
     finally:
-        for handle in drops:
+        for handle in handles:
             handle.remove()
         for p, flag in zip(params + others, grad_flags):
             p.requires_grad_(flag)
     with torch.no_grad():
+        for w, _, q in weights:  # store each learned weight on its grid point: exporters then round it the same way
+            w.copy_(q(w))
         kl_after = float(_kl(_log_probs(quantized, inputs), targets))
     quantized.train(was_training)
     return {"kl_before": kl_before, "kl_after": kl_after, "seconds": round(time.time() - t0, 1),
