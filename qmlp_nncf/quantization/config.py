@@ -18,7 +18,7 @@ but ``compression`` needs its ``algorithm``; docs/config.md has a complete examp
                   "ignored_scopes": [SCOPE, ...]}
     qmlp         {"recipe": NAME or path.json, "rules": [rule, ...], "calibration_size": 300,
                   "range_tuning": {"steps": 300, "lr": 0.001, "batch_size": 64, "seed": 0,
-                                   "weight_rounding_lr": 0.0003, "drop_prob": 0.5} | false}
+                                   "weight_rounding_lr": 0.0003, "drop_prob": 0.5, "block_loss": 1.0} | false}
 
 Semantics: start from ``qmlp.recipe`` (default ``nncf_default_w8a8``) and override it.
 ``preset`` sets NNCF's preset and the default modes (both: symmetric weights; performance:

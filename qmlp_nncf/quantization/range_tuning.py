@@ -132,7 +132,8 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
     Minimises KL(teacher || quantized) with Adam and a cosine schedule; every other parameter is
     frozen for the run and left as it was, except, with ``settings.weight_rounding_lr``, the quantized
     weights (``graph``, the model's NNCF graph, locates them), each kept within half a step of its
-    start and finally set to its quantized value. Returns the mean KL on ``items`` before and after, and the time.
+    start and finally set to its quantized value. Returns the mean KL on ``items`` before and after,
+    and the time.
     """
     params = range_parameters(quantized)
     if not params:
@@ -189,7 +190,7 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
                     half = _half_step(q)
                     w.copy_(torch.minimum(torch.maximum(w, start - half), start + half))
             if (step + 1) % 100 == 0:
-                log(f"range tuning: step {step + 1}/{settings.steps}, KL {loss.item():.4f}")
+                log(f"range tuning: step {step + 1}/{settings.steps}, loss {loss.item():.4f}")
     finally:
         for handle in handles:
             handle.remove()
