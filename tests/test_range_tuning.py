@@ -14,6 +14,7 @@ from qmlp_nncf.quantization import SpecError, load_recipe, quantize
 from qmlp_nncf.quantization.range_tuning import (RangeTuning, _block_outputs, quantized_weights, range_parameters,
                                                  tune_ranges)
 from qmlp_nncf.quantization.respec import quantizer_high, quantizer_low
+from qmlp_nncf.quantization.roles import GraphRoles
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 QUIET = {"log": lambda msg: None}
@@ -43,8 +44,8 @@ def test_tuning_lowers_the_kl_and_moves_only_quantizer_ranges(resmlp_w4a4):
 def test_weight_rounding_picks_a_neighbouring_grid_point_and_leaves_no_hooks(resmlp_w4a4):
     model, q, items = resmlp_w4a4
     q = copy.deepcopy(q)
-    graph = nncf.build_graph(model, example_input=items[0])
-    pairs = quantized_weights(q, graph)
+    roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
+    pairs = quantized_weights(q, roles)
     linears = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
     assert len(pairs) == len(linears) and {w.shape for w, _ in pairs} == {m.weight.shape for m in linears}
     start = {id(w): w.detach().clone() for w, _ in pairs}
@@ -54,7 +55,7 @@ def test_weight_rounding_picks_a_neighbouring_grid_point_and_leaves_no_hooks(res
 
     hooks_before = forward_hooks()
     settings = RangeTuning(steps=20, lr=2e-3, batch_size=32, weight_rounding_lr=3e-4, drop_prob=0.5, block_loss=1.0)
-    result = tune_ranges(q, model, items, settings, log=lambda m: None, graph=graph)
+    result = tune_ranges(q, model, items, settings, log=lambda m: None, roles=roles)
     assert result["kl_after"] < result["kl_before"], result
     changed_rounding = 0
     with torch.no_grad():

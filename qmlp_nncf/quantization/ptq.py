@@ -137,7 +137,7 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         if recipe.range_tuning is not None:
             log(f"{recipe.name}: tuning the quantizer ranges ({recipe.range_tuning.steps} steps on "
                 f"{len(items)} calibration items)")
-            tuning = tune_ranges(quantized, model, items, recipe.range_tuning, log, graph=roles.graph)
+            tuning = tune_ranges(quantized, model, items, recipe.range_tuning, log, roles=roles)
             log(f"{recipe.name}: range tuning took KL to the float model {tuning['kl_before']:.4f} -> "
                 f"{tuning['kl_after']:.4f} in {tuning['seconds']:.0f} s")
             record_ranges(quantized, decisions)

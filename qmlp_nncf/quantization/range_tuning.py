@@ -24,11 +24,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from nncf.common.graph import NNCFGraph
 from nncf.torch.function_hook import get_hook_storage
-from nncf.torch.function_hook.hook_storage import decode_hook_name
 from nncf.torch.quantization.layers import AsymmetricQuantizer, BaseQuantizer
 
+from .roles import GraphRoles
 from .specs import SpecError, check_keys, check_type
 
 TEACHER_BATCH = 256  # items per forward when computing the float model's logits and the KL
@@ -71,22 +70,10 @@ def range_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for q in quantizers for p in q.parameters() if p.is_floating_point()]
 
 
-def quantized_weights(model: torch.nn.Module, graph: NNCFGraph) -> list[tuple[torch.nn.Parameter, BaseQuantizer]]:
-    """Each weight parameter of ``model`` that an NNCF quantizer reads, with that quantizer.
-
-    A weight quantizer is a pre-hook on a Linear/Conv input port fed by a constant in ``graph`` (the
-    model's NNCF graph), whose layer attributes name the parameter.
-    """
-    pairs = []
-    for name, hook in get_hook_storage(model).named_hooks():
-        hook_type, op, port = decode_hook_name(name)
-        if not isinstance(hook, BaseQuantizer) or hook_type != "pre_hooks":
-            continue
-        edges = [e for e in graph.get_input_edges(graph.get_node_by_name(op)) if e.input_port_id == port]
-        attrs = edges[0].from_node.layer_attributes if edges else None
-        if getattr(attrs, "name", None) is not None:
-            pairs.append((model.get_parameter(attrs.name), hook))
-    return pairs
+def quantized_weights(model: torch.nn.Module, roles: GraphRoles) -> list[tuple[torch.nn.Parameter, BaseQuantizer]]:
+    """Each weight parameter of ``model`` that an NNCF quantizer reads, with that quantizer."""
+    return [(model.get_parameter(param), hook) for name, hook in get_hook_storage(model).named_hooks()
+            if isinstance(hook, BaseQuantizer) and (param := roles.weight_parameter(name)) is not None]
 
 
 def _half_step(q: BaseQuantizer) -> torch.Tensor:
@@ -126,12 +113,12 @@ def _kl(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 
 def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: list[torch.Tensor],
-                settings: RangeTuning = RangeTuning(), log=print, graph: NNCFGraph | None = None) -> dict:
+                settings: RangeTuning = RangeTuning(), log=print, roles: GraphRoles | None = None) -> dict:
     """Fit the quantizer ranges of ``quantized`` (in place) to ``teacher``'s logits on ``items``.
 
     Minimises KL(teacher || quantized) with Adam and a cosine schedule; every other parameter is
     frozen for the run and left as it was, except, with ``settings.weight_rounding_lr``, the quantized
-    weights (``graph``, the model's NNCF graph, locates them), each kept within half a step of its
+    weights (``roles``, over the model's NNCF graph, locates them), each kept within half a step of its
     start and finally set to its quantized value. Returns the mean KL on ``items`` before and after,
     and the time.
     """
@@ -140,9 +127,10 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
         raise ValueError("range tuning: the model has no quantizers with trainable ranges")
     weight_quantizers = []
     if settings.weight_rounding_lr > 0 or settings.drop_prob > 0:
-        if graph is None:
-            raise ValueError("range tuning: weight_rounding_lr and drop_prob need the model's NNCF graph (graph=...)")
-        weight_quantizers = quantized_weights(quantized, graph)
+        if roles is None:
+            raise ValueError("range tuning: weight_rounding_lr and drop_prob need the model's NNCF graph "
+                             "(roles=GraphRoles(nncf.build_graph(...)))")
+        weight_quantizers = quantized_weights(quantized, roles)
     weights = [(w, w.detach().clone(), q) for w, q in weight_quantizers] if settings.weight_rounding_lr > 0 else []
     ranges = {id(p) for p in params}
     others = [p for p in quantized.parameters() if id(p) not in ranges]
@@ -166,8 +154,9 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
         opt = torch.optim.Adam(groups)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.steps)
         gen = torch.Generator().manual_seed(settings.seed)
+        weight_ids = {id(q) for _, q in weight_quantizers}
         activations = [h for _, h in get_hook_storage(quantized).named_hooks()
-                       if isinstance(h, BaseQuantizer) and all(h is not q for _, q in weight_quantizers)]
+                       if isinstance(h, BaseQuantizer) and id(h) not in weight_ids]
         handles = _quantizer_dropout(activations, settings.drop_prob, gen) if settings.drop_prob else []
         student_blocks, teacher_blocks = [], []
         if settings.block_loss:

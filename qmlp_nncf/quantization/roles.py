@@ -122,11 +122,22 @@ class GraphRoles:
         return node.node_type == "mul" and len(self._data_inputs(node)) == 2
 
     # --------------------------------------------------------------- sites
+    def _port_edges(self, node: NNCFNode, port: int) -> list:
+        return [e for e in self.graph.get_input_edges(node) if e.input_port_id == port]
+
+    def weight_parameter(self, hook_name: str) -> str | None:
+        """The parameter name (``blocks.0.mlp_channels.fc1.weight``) a weight hook reads, else None."""
+        hook_type, op_name, port = decode_hook_name(hook_name)
+        if hook_type != "pre_hooks":
+            return None
+        edges = self._port_edges(self.graph.get_node_by_name(op_name), port)
+        return edges[0].from_node.layer_attributes.name if edges and edges[0].from_node.node_type == CONST else None
+
     def site(self, hook_name: str) -> Site:
         hook_type, op_name, port = decode_hook_name(hook_name)
         node = self.graph.get_node_by_name(op_name)
         if hook_type == "pre_hooks":
-            edges = [e for e in self.graph.get_input_edges(node) if e.input_port_id == port]
+            edges = self._port_edges(node, port)
             if edges and edges[0].from_node.node_type == CONST:  # a weight
                 return Site(hook_name, op_name, port, True, frozenset({"weights", self.op_role(node)}), ())
             producer = self.producer(edges[0].from_node) if edges else node
