@@ -10,7 +10,7 @@ import torch
 import qmlp_nncf.models  # noqa: F401
 from qmlp_nncf.benchmark.accuracy import (AccuracyConfig, AccuracyError, BenchModel, QATSettings, ablation_variants,
                                           analytic_mb, check_recipes, compare_reference, main, markdown, plan,
-                                          update_reference, weight_bits)
+                                          targets_met, update_reference, weight_bits)
 from qmlp_nncf.quantization import load_recipe, quantize
 from qmlp_nncf.quantization.family_rules import family_rules
 
@@ -76,6 +76,21 @@ def test_plan_marks_and_skips_mismatched():
 
 def row(model="m", recipe="r", n=1000, torch_top1=0.9, ir_top1=0.9, mode="ptq", **kw):
     return dict(model=model, recipe=recipe, n=n, torch_top1=torch_top1, ir_top1=ir_top1, mode=mode, **kw)
+
+
+@pytest.mark.parametrize("recipe, mode, qmlp_model, delta, ir_gap, expected", [
+    ("qmlp_w4a4", "ptq", True, -0.4, 0.0, True),
+    ("qmlp_w4a4", "qat", True, -0.4, 0.0, False),  # QAT must close the 4-bit gap to 0.2 pt
+    ("qmlp_w4a4_tuned", "qat", True, -0.15, 0.0, True),
+    ("qmlp_w4a4", "qat", False, -2.0, 0.0, True),  # the 4-bit targets are for Q-MLP models only
+    ("qmlp_w8a8", "qat", False, -0.15, 0.0, False),  # other recipes keep their PTQ target after QAT
+    ("qmlp_w8a8", "ptq", False, 0.0, 0.3, False),  # IR too far from torch
+    ("nncf_default_w8a8", "ptq", False, -5.0, None, None),  # no target applies
+])
+def test_targets_met(recipe, mode, qmlp_model, delta, ir_gap, expected):
+    model = BenchModel("qmlp_m" if qmlp_model else "m", "resmlp", REPO / "none.pth", base="m" if qmlp_model else None)
+    r = row(recipe=recipe, mode=mode, delta_torch_pt=delta, ir_vs_torch_pt=ir_gap)
+    assert targets_met(r, model) is expected
 
 
 def test_compare_reference():
