@@ -123,6 +123,7 @@ def test_markdown():
     assert "| m | qmlp_w4a4* | ptq | 300 | 90.00 / 91.00 | 90.00 | -1.00 | 90.00 | -1.00 | 99.00 | 0.300 | 0.250 | " \
            "3.0 | MISSED |" in table
     assert "vs nncf_transformer_w4a4 on b: +3.50 pt" in table and "Note: x" in table
+    assert "qmlp_w4a4 0.5 (QAT 0.2) on Q-MLP models;" in table and "IR within 0.2 pt of torch." in table
 
 
 @pytest.mark.parametrize("args, message", [

@@ -464,6 +464,10 @@ def markdown(result: dict) -> str:
     lines += ["", f"Top-1 in % on the first {n} Fashion-MNIST test images; Δ vs the float top-1 re-measured on "
                   f"the same images; IR = OpenVINO CPU, f32 hint. Float sizes: "
                   + ", ".join(f"{m} {f['analytic_mb']:.3f} MB" for m, f in floats.items()) + "."]
+    limits = "; ".join(f"{r} {v}" + (f" (QAT {TARGET_QAT_DROP_PT[r]})" if r in TARGET_QAT_DROP_PT else "")
+                       + (" on Q-MLP models" if r in QMLP_ONLY_TARGETS else "") for r, v in TARGET_DROP_PT.items())
+    lines += [f"Targets: torch top-1 drop vs float at most (pt): {limits}. "
+              f"IR within {TARGET_IR_VS_TORCH_PT} pt of torch."]
     lines += [f"Margin: {m['recipe']} on {m['model']} vs {m['baseline']} on {m['base']}: {m['margin_pt']:+.2f} pt"
               for m in result["margins"]]
     lines += [f"Note: {n}" for n in result["notes"]]
