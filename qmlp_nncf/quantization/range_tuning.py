@@ -180,15 +180,18 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
                     w.copy_(torch.minimum(torch.maximum(w, start - half), start + half))
             if (step + 1) % 100 == 0:
                 log(f"range tuning: step {step + 1}/{settings.steps}, loss {loss.item():.4f}")
+        for handle in handles:  # QDrop and block hooks must not touch the final KL
+            handle.remove()
+        handles = []
+        with torch.no_grad():
+            for w, _, q in weights:  # store each learned weight on its grid point: exporters round it the same way
+                w.copy_(q(w))
+            kl_after = float(_kl(_log_probs(quantized, inputs), targets))
     finally:
         for handle in handles:
             handle.remove()
         for p, flag in zip(params + others, grad_flags):
             p.requires_grad_(flag)
-    with torch.no_grad():
-        for w, _, q in weights:  # store each learned weight on its grid point: exporters then round it the same way
-            w.copy_(q(w))
-        kl_after = float(_kl(_log_probs(quantized, inputs), targets))
-    quantized.train(was_training)
+        quantized.train(was_training)
     return {"kl_before": kl_before, "kl_after": kl_after, "seconds": round(time.time() - t0, 1),
             "steps": settings.steps, "items": len(inputs)}
