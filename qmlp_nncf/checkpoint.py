@@ -4,7 +4,9 @@ Layout: ``state_dict`` (the weights to evaluate: EMA weights when EMA was on), `
 model name), ``model_kwargs``, ``config`` (training config), ``data_fingerprint``, ``top1``,
 ``epoch``; a resumable training checkpoint adds ``train_state`` (raw model, optimizer, EMA).
 A quantized (NNCF) model adds ``nncf_config`` (``nncf.torch.get_config``): loading rebuilds the
-float model, re-inserts the quantizers with ``nncf.torch.load_from_config``, then loads the weights.
+float model, re-inserts the quantizers with ``nncf.torch.load_from_config``, then loads the weights;
+``qmlp quantize`` also stores ``recipe``, ``float_top1`` and ``source`` (the float checkpoint), and QAT
+carries them on.
 """
 from __future__ import annotations
 
@@ -91,13 +93,30 @@ def reset_quantizer_levels(model: torch.nn.Module) -> None:
             hook.num_bits = int(hook._num_bits.item())
 
 
-def quantized_payload(model: torch.nn.Module) -> dict:
-    """The checkpoint keys that make an NNCF model loadable (empty for a float model)."""
-    from nncf.torch import get_config
+def is_quantized(model: torch.nn.Module) -> bool:
+    """True if ``model`` holds NNCF hooks (quantizers), i.e. came from ``nncf.quantize`` or a quantized checkpoint."""
     from nncf.torch.function_hook import get_hook_storage
 
     try:
-        storage = get_hook_storage(model)
+        return not get_hook_storage(model).is_empty()
     except AttributeError:  # a float model: no NNCF hook storage
-        return {}
-    return {"nncf_config": get_config(model)} if not storage.is_empty() else {}
+        return False
+
+
+def quantized_payload(model: torch.nn.Module) -> dict:
+    """The checkpoint keys that make an NNCF model loadable (empty for a float model)."""
+    from nncf.torch import get_config
+
+    return {"nncf_config": get_config(model)} if is_quantized(model) else {}
+
+
+QUANTIZED_PROVENANCE = ("recipe", "float_top1", "source")  # keys a quantized checkpoint passes on through QAT
+
+
+def require_float(meta: dict, checkpoint, purpose: str) -> None:
+    """Raise a ValueError if ``meta`` (from :func:`load_model`) is a quantized checkpoint's: ``purpose``
+    (e.g. ``--recipe``) quantizes or converts, which needs the float model."""
+    if "nncf_config" in meta:
+        source = f"; its float source is {meta['source']}" if meta.get("source") else ""
+        raise ValueError(f"{checkpoint} is already quantized (recipe {meta.get('recipe') or 'unknown'}): "
+                         f"{purpose} needs a float checkpoint{source}")

@@ -47,13 +47,18 @@ def cmd_train(args) -> dict:
 
 
 # ---------------------------------------------------------------- eval
-def resolve_model(name: str | None, checkpoint: str | None):
-    """A model from a checkpoint file, a zoo name, or a timm name (random weights)."""
-    from .checkpoint import create_model, load_model
+def resolve_model(name: str | None, checkpoint: str | None, float_for: str = ""):
+    """A model from a checkpoint file, a zoo name, or a timm name (random weights).
+
+    ``float_for``: what needs a float model (e.g. ``"--recipe"``); a quantized checkpoint is then refused."""
+    from .checkpoint import create_model, load_model, require_float
     from .zoo import get_entry
 
     if checkpoint:
-        return load_model(checkpoint, arch=name)
+        model, meta = load_model(checkpoint, arch=name)
+        if float_for:
+            require_float(meta, checkpoint, float_for)
+        return model, meta
     if name is None:
         raise ValueError("give --model NAME (a zoo model, see `qmlp zoo`) or --checkpoint PATH")
     try:
@@ -86,7 +91,7 @@ def cmd_eval(args) -> dict:
         if args.limit:
             dataset = Subset(dataset, range(min(args.limit, len(dataset))))
         return {"ir": args.ir, "data": args.data, **ir_top1(args.ir, dataset)}
-    model, meta = resolve_model(args.model, args.checkpoint)
+    model, meta = resolve_model(args.model, args.checkpoint, float_for="qmlp eval --recipe" if args.recipe else "")
     result = {"model": meta.get("arch", args.model), "data": args.data, "reference_top1": meta.get("top1")}
     if args.recipe:
         from .quantization.commands import quantize_from_args

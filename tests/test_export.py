@@ -121,6 +121,33 @@ def test_cli_export_and_errors(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ir"]
 
 
+def test_cli_export_of_a_quantized_checkpoint(tmp_path, capsys, fmnist_train):
+    """A `qmlp quantize` / `qmlp qat` checkpoint exports as it is, labelled with its recipe; --recipe on it is
+    refused before anything is written (it would quantize twice)."""
+    from qmlp_nncf.checkpoint import quantized_payload, save_checkpoint
+    from qmlp_nncf.data import calibration_subset
+    from qmlp_nncf.quantization import quantize
+
+    q = quantize(tiny(), calibration_subset(fmnist_train, 8), "qmlp_w8a8", log=lambda m: None)
+    ckpt = tmp_path / "q.pth"
+    save_checkpoint(ckpt, {"state_dict": q.state_dict(), "arch": "mixer_fmnist", "model_kwargs": {"num_blocks": 1},
+                           "recipe": "qmlp_w8a8", "top1": 0.41, "float_top1": 0.42, "source": "float.pth",
+                           **quantized_payload(q)})
+    capsys.readouterr()  # NNCF's progress bars
+    code, out = run_cli(["--checkpoint", str(ckpt), "--out", str(tmp_path / "ir")], capsys)
+    assert code == 0
+    assert {k: out["metadata"][k] for k in ("recipe", "checkpoint_top1", "float_top1_reference")} == {
+        "recipe": "qmlp_w8a8", "checkpoint_top1": "0.41", "float_top1_reference": "0.42"}
+    code, out = run_cli(["--checkpoint", str(ckpt), "--recipe", "qmlp_w8a8", "--out", str(tmp_path / "twice")],
+                        capsys)
+    assert code == 2 and "already quantized (recipe qmlp_w8a8)" in out["error"] and "float.pth" in out["error"]
+    for cmd in (["quantize", "--out", str(tmp_path / "q2")], ["eval"], ["convert", "--out", str(tmp_path / "c")]):
+        code = qmlp_main([*cmd, "--checkpoint", str(ckpt), *(["--recipe", "qmlp_w8a8"] if cmd[0] != "convert" else []),
+                          "--json"])
+        assert code == 2 and "already quantized" in json.loads(capsys.readouterr().out)["error"], cmd
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ir", "q.pth"]
+
+
 def test_cli_ovms(tmp_path, capsys):
     code, out = run_cli(["--model", "gmlp_fmnist", "--ovms-repo", str(tmp_path), "--ovms-name", "gmlp",
                          "--dynamic-batch"], capsys)

@@ -25,8 +25,11 @@ def test_qat_trains_the_quantized_model_and_keeps_its_quantizers(tmp_path, fmnis
                                              "model_kwargs": {"num_blocks": 1}})
     q = quantize(model, calibration_subset(fmnist_train, 16), "qmlp_w4a4", log=lambda m: None)
     before = {k: v.clone() for k, v in q.state_dict().items()}
+    provenance = {"recipe": "qmlp_w4a4", "float_top1": 0.5, "source": str(tmp_path / "float.pth")}
     save_checkpoint(tmp_path / "q.pth", {"state_dict": q.state_dict(), "arch": "qmlp_mixer_fmnist",
-                                         "model_kwargs": {"num_blocks": 1}, **quantized_payload(q)})
+                                         "model_kwargs": {"num_blocks": 1}, **quantized_payload(q), **provenance})
+    with pytest.raises(ValueError, match="already holds NNCF quantizers"):
+        quantize(q, calibration_subset(fmnist_train, 16), "qmlp_w4a4", log=lambda m: None)
     cfg = TrainConfig(model="qmlp_mixer_fmnist", out=str(tmp_path / "qat"), epochs=1, amp="off", lr=1e-3,
                       batch_size=64, train_subset=256, test_subset=128, init_from=str(tmp_path / "q.pth"),
                       teacher=str(tmp_path / "float.pth"))
@@ -34,6 +37,7 @@ def test_qat_trains_the_quantized_model_and_keeps_its_quantizers(tmp_path, fmnis
     restored, meta = load_model(tmp_path / "qat" / "model.pth")
     after = restored.state_dict()
     assert "nncf_config" in meta and set(after) == set(before)
+    assert {k: meta[k] for k in provenance} == provenance  # the QAT checkpoint still names its recipe and float
     assert any(not torch.equal(before[k], after[k]) for k in before if "_scale_param_storage" in k or "input_" in k)
     bits = [int(v) for k, v in after.items() if k.endswith("_num_bits")]
     assert bits.count(4) == sum(int(v) == 4 for k, v in before.items() if k.endswith("_num_bits")) > 0

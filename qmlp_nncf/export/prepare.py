@@ -102,11 +102,17 @@ def prepare(name: Optional[str], checkpoint: Optional[str], recipe: str = FP32, 
     from ..cli import resolve_model
 
     check_recipe(recipe)
-    model, meta = resolve_model(name, checkpoint)
+    model, meta = resolve_model(name, checkpoint, float_for="--recipe" if recipe != FP32 else "")
     shape = input_shape_of(model)
     info = {"model": meta.get("arch", name), "recipe": recipe,
             "source": str(checkpoint) if checkpoint else meta.get("note", f"zoo checkpoint of {name}")}
-    if meta.get("top1") is not None:
+    if "nncf_config" in meta:  # a `qmlp quantize` / `qmlp qat` checkpoint: exported as it is
+        info["recipe"] = meta.get("recipe") or "unknown (quantized checkpoint)"
+        if meta.get("top1") is not None:
+            info["checkpoint_top1"] = meta["top1"]
+        if meta.get("float_top1") is not None:
+            info["float_top1_reference"] = meta["float_top1"]
+    elif meta.get("top1") is not None:
         info["float_top1_reference"] = meta["top1"]
     if reinit_zero_head(model):
         info["head"] = "zero-initialised head re-drawn from N(0, 0.02)"

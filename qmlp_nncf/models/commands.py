@@ -40,7 +40,7 @@ def cmd_convert(args) -> dict:
     activation = None if args.activation == "none" else args.activation
     cfg = QmlpConfig(layernorm=not args.no_layernorm, activation=activation, token_groups=args.token_groups,
                      clip=tuple(args.clip))
-    base, meta = resolve_model(args.model, args.checkpoint)
+    base, meta = resolve_model(args.model, args.checkpoint, float_for="qmlp convert")
     arch = meta.get("arch") or args.model
     name = f"qmlp_{arch}"
     if arch.startswith("qmlp_"):

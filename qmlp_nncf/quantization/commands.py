@@ -60,7 +60,7 @@ def cmd_quantize(args) -> dict:
     cfg = resolved[2]
     if cfg is not None:
         args.model, args.checkpoint = args.model or cfg.model, args.checkpoint or cfg.checkpoint
-    model, meta = resolve_model(args.model, args.checkpoint)
+    model, meta = resolve_model(args.model, args.checkpoint, float_for="qmlp quantize")
     if input_shape_of(model) != (1, 28, 28):
         raise ValueError(f"qmlp quantize calibrates and evaluates on Fashion-MNIST (1x28x28); {meta.get('arch')} "
                          f"takes {input_shape_of(model)}: use qmlp_nncf.quantize() with your own calibration "

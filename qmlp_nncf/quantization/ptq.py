@@ -17,6 +17,7 @@ from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameter
 from nncf.quantization.range_estimator import (AggregatorType, RangeEstimatorParameters,
                                                StatisticsCollectorParameters, StatisticsType)
 
+from ..checkpoint import is_quantized
 from ..models.surgery import model_family
 from .family_rules import family_rules
 from .range_tuning import tune_ranges
@@ -110,6 +111,9 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         recipe, ignored_scope = cfg.recipe, cfg.ignored_scope
     recipe = load_recipe(recipe) if isinstance(recipe, str) else recipe
     recipe = recipe.with_rules(tuple(extra_rules))
+    if is_quantized(model):
+        raise ValueError("the model already holds NNCF quantizers; quantize its float model (load the float "
+                         "checkpoint, or keep the model you passed to quantize() before)")
     model = model.eval()
     t0 = time.time()
     items = calibration_items(dataset, calibration_size or recipe.calibration_size)

@@ -23,7 +23,8 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 from tqdm import tqdm
 
-from ..checkpoint import create_model, load_model, quantized_payload, read_checkpoint, save_checkpoint
+from ..checkpoint import (QUANTIZED_PROVENANCE, create_model, load_model, quantized_payload, read_checkpoint,
+                          save_checkpoint)
 from ..data import FashionMNIST
 from ..evaluation import evaluate
 
@@ -101,7 +102,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, model: Optional[tor
             cfg.seed))[:cfg.train_subset].tolist())
     test_eval = Subset(test_set, range(cfg.test_subset)) if cfg.test_subset else test_set
 
-    model_kwargs = read_checkpoint(cfg.init_from).get("model_kwargs", {}) if cfg.init_from else {}
+    init = read_checkpoint(cfg.init_from) if cfg.init_from else {}
+    model_kwargs = init.get("model_kwargs", {})
+    provenance = {k: init[k] for k in QUANTIZED_PROVENANCE if k in init} if "nncf_config" in init else {}
     if model is None:
         model = load_model(cfg.init_from, arch=cfg.model)[0] if cfg.init_from else create_model(cfg.model)
     model.train()
@@ -166,7 +169,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, model: Optional[tor
             if ema is not None:
                 state["ema"] = ema.module.state_dict()
             save_checkpoint(last, _payload(cfg, model_kwargs, eval_model, train_set, test_set, history, elapsed,
-                                            state, world))
+                                            state, world) | provenance)
             log(f"epoch {epoch + 1}/{cfg.epochs}: test top-1 {metrics['top1']:.4f} "
                 f"({elapsed:.0f} s so far)")
         if world > 1:
