@@ -8,7 +8,7 @@ export NNCF_EXTENSION_LOAD_TIMEOUT ?= 0
 .PHONY: demo test test-all install data nncf-extension
 
 install:
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -c constraints.txt -e ".[dev]"  # the exact tested set
 	$(PIP) install -q --no-deps foolbox==3.3.4  # only its 20 ImageNet sample images are used
 
 # The Debian package, when neither it nor $QMLP_DATA_DIR is there and apt-get is available.

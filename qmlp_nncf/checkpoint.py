@@ -11,6 +11,7 @@ carries them on.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -65,16 +66,39 @@ def load_model(path: str | Path, arch: Optional[str] = None, **kwargs) -> tuple[
     if arch is None:
         raise CheckpointError(f"{path} is a bare state_dict: pass the model name (--model)")
     model = create_model(arch, **{**ckpt.get("model_kwargs", {}), **kwargs})
+    if "qmlp_surgery" in ckpt:  # a timm model converted by `qmlp convert` without a registered qmlp_ variant
+        from .models.surgery import to_qmlp
+
+        surgery = dict(ckpt["qmlp_surgery"])
+        to_qmlp(model, **{**surgery, "clip": tuple(surgery.get("clip", (0.0, 6.0)))})
     if "nncf_config" in ckpt:
         model = restore_quantizers(model.eval(), ckpt["nncf_config"])
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as e:
-        raise CheckpointError(f"{path} does not fit model {arch!r}: {str(e).splitlines()[0]}") from e
+        raise CheckpointError(f"{path} does not fit model {arch!r}: {mismatch_summary(str(e))}") from None
     if "nncf_config" in ckpt:
         reset_quantizer_levels(model)
     meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "train_state")}
     return model.eval(), meta
+
+
+def mismatch_summary(message: str, keys: int = 3) -> str:
+    """torch's ``load_state_dict`` error, shortened to the first ``keys`` keys of each kind."""
+    parts = []
+    for kind in ("Missing key(s)", "Unexpected key(s)"):
+        m = re.search(re.escape(kind) + r' in state_dict: (.*?)(?:\.\s*$|\.\s*\n|\.\s*Unexpected)', message, re.S)
+        if m:
+            names = re.findall(r'"([^"]+)"', m.group(1))
+            more = f" and {len(names) - keys} more" if len(names) > keys else ""
+            parts.append(f"{kind.lower().replace('(s)', 's')} {', '.join(names[:keys])}{more}")
+    sizes = re.findall(r"size mismatch for ([^:]+): copying a param with shape (\S+ ?\S*) from checkpoint, "
+                       r"the shape in current model is (\S+ ?\S*)\.", message)
+    for name, have, want in sizes[:keys]:
+        parts.append(f"size mismatch for {name}: {have} in the file, {want} in the model")
+    if len(sizes) > keys:
+        parts.append(f"{len(sizes) - keys} more size mismatches")
+    return "; ".join(parts) or message.splitlines()[0][:300]
 
 
 def restore_quantizers(model: torch.nn.Module, nncf_config: dict) -> torch.nn.Module:

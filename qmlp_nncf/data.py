@@ -131,25 +131,36 @@ def load_fashion_mnist(split: str, data_dir: Optional[str | Path] = None,
     return FashionMNISTArrays(images, labels, hashlib.sha256(digest.encode()).hexdigest()[:16])
 
 
-def fashion_mnist_transform(train: bool) -> Callable:
-    """uint8 (1, 28, 28) tensor -> normalised float; light augmentation for training."""
+def fashion_mnist_transform(train: bool, size: tuple = (1, 28, 28), mean=None, std=None) -> Callable:
+    """uint8 (1, 28, 28) tensor -> normalised float of ``size`` (C, H, W: resized, gray replicated to C);
+    light augmentation for training."""
     from torchvision.transforms import v2
 
+    c, h, w = size
     steps = [v2.RandomCrop(28, padding=2), v2.RandomHorizontalFlip()] if train else []
-    return v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize((MEAN,), (STD,))])
+    if (h, w) != (28, 28):
+        steps.append(v2.Resize((h, w), antialias=True))
+    if c != 1:
+        steps.append(v2.Grayscale(num_output_channels=c))
+    mean = tuple(mean) if mean is not None else (MEAN,)
+    std = tuple(std) if std is not None else (STD,)
+    return v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True),
+                               v2.Normalize(mean * c if len(mean) == 1 else mean, std * c if len(std) == 1 else std)])
 
 
 class FashionMNIST(Dataset):
-    """Fashion-MNIST split held in memory; items are (1x28x28 float tensor, int label)."""
+    """Fashion-MNIST split held in memory; items are (1x28x28 float tensor, int label), or of ``size``."""
+
+    num_labels = len(CLASSES)
 
     def __init__(self, split: str = "test", data_dir: Optional[str | Path] = None, train_transform: bool = False,
-                 download: bool = True):
+                 download: bool = True, size: tuple = (1, 28, 28), mean=None, std=None):
         arrays = load_fashion_mnist(split, data_dir, download)
         self.images = torch.from_numpy(arrays.images.copy()).unsqueeze(1)
         self.labels = torch.from_numpy(arrays.labels.astype(np.int64))
         self.fingerprint = arrays.fingerprint
         self.split = split
-        self.transform = fashion_mnist_transform(train_transform)
+        self.transform = fashion_mnist_transform(train_transform, tuple(size), mean, std)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -160,7 +171,7 @@ class FashionMNIST(Dataset):
 
 def calibration_subset(dataset: Dataset, size: int = 300, seed: int = 0) -> Subset:
     """A deterministic random subset, for calibration. Pass the *train* split (never test)."""
-    if getattr(dataset, "split", "train") != "train":
+    if getattr(dataset, "split", "train") not in ("train", None):
         raise ValueError("calibration data must come from the train split, not the test split")
     if not 0 < size <= len(dataset):
         raise ValueError(f"calibration size must be in 1..{len(dataset)}, got {size}")
@@ -169,41 +180,89 @@ def calibration_subset(dataset: Dataset, size: int = 300, seed: int = 0) -> Subs
 
 
 # ---------------------------------------------------------------- ImageNet-style folders
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+_MODES = {1: "L", 3: "RGB"}
 
 
-def imagenet_folder(root: str | Path, model: torch.nn.Module) -> Dataset:
-    """An ``ImageFolder`` with the timm eval transform of ``model``'s pretrained config.
+def class_index(class_dirs: list[str]) -> tuple[dict[str, int], str]:
+    """Folder name -> label, and how: ImageNet wnids keep their index in the standard 1000-class order
+    (timm's ``ImageNetInfo``), integer names keep their value, other names are sorted (0..K-1)."""
+    if all(c.isdigit() for c in class_dirs):
+        return {c: int(c) for c in class_dirs}, "integer folder names"
+    if all(c.startswith("n") and c[1:].isdigit() and len(c) == 9 for c in class_dirs):
+        from timm.data import ImageNetInfo
 
-    Class folders are either ImageNet wnids (``n01440764``..., sorted order = label) or
-    integer class indices (``243``), so a partial set of classes keeps its true labels.
-    """
-    from timm.data import create_transform, resolve_data_config
-    from torchvision.datasets import ImageFolder
-
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist; pass a folder with one sub-folder per class")
-    class_dirs = sorted(d.name for d in root.iterdir() if d.is_dir())
-    if not class_dirs:
-        raise DataError(f"{root} has no class sub-folders; expected the ImageFolder layout "
-                        f"<root>/<class>/<image>.jpg (class = wnid or integer label)")
-    if not any(f.suffix.lower() in IMAGE_EXTENSIONS for d in class_dirs for f in (root / d).iterdir()):
-        raise DataError(f"{root}: the class folders hold no images ({', '.join(IMAGE_EXTENSIONS)})")
-
-    class _Folder(ImageFolder):
-        def find_classes(self, directory):
-            if all(c.isdigit() for c in class_dirs):
-                return class_dirs, {c: int(c) for c in class_dirs}
-            return super().find_classes(directory)
-
-    transform = create_transform(**resolve_data_config({}, model=model))
-    return _Folder(str(root), transform=transform, allow_empty=True)
+        order = {w: i for i, w in enumerate(ImageNetInfo().label_names())}
+        unknown = [c for c in class_dirs if c not in order]
+        if unknown:
+            raise DataError(f"class folders {unknown[:3]} look like WordNet ids but are not ImageNet-1k classes")
+        return {c: order[c] for c in class_dirs}, "ImageNet-1k wnid order"
+    return {c: i for i, c in enumerate(sorted(class_dirs))}, "sorted folder names"
 
 
-def foolbox_imagenet_samples(dest: str | Path) -> Path:
+class ImageFolderSplit(Dataset):
+    """One split folder (``<folder>/<class>/<image>``) as ``(tensor, label)`` items, images opened in the
+    model's channel mode. Labels: :func:`class_index`. ``convert_channels`` False refuses images whose
+    channel count (gray 1, colour 3, judged on the first image) is not the model's."""
+
+    def __init__(self, folder: str | Path, transform: Callable, channels: int = 3, convert_channels: bool = False,
+                 split: Optional[str] = None):
+        from torchvision.datasets.folder import make_dataset
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"image folder {folder} does not exist; pass a folder with one sub-folder per class")
+        class_dirs = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not class_dirs:
+            raise DataError(f"{folder} has no class sub-folders; expected the ImageFolder layout "
+                            f"<root>/<class>/<image>.jpg (class = wnid, integer label or any name)")
+        if channels not in _MODES:
+            raise DataError(f"the model takes {channels}-channel images; folders of images feed 1 or 3 channels")
+        self.class_to_idx, self.label_order = class_index(class_dirs)
+        self.samples = make_dataset(str(folder), self.class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=True)
+        if not self.samples:
+            raise DataError(f"{folder}: the class folders hold no images ({', '.join(IMAGE_EXTENSIONS)})")
+        self.folder, self.transform, self.split = folder, transform, split
+        self.mode = _MODES[channels]
+        self.num_labels = max(self.class_to_idx.values()) + 1
+        self.fingerprint = None
+        first = self._open(self.samples[0][0])
+        have = 1 if first.mode in ("L", "I", "I;16", "F", "1", "LA") else 3
+        if have != channels and not convert_channels:
+            kind = {1: "grayscale", 3: "colour"}
+            raise DataError(f"{folder}: the images are {kind[have]} ({first.mode}, {self.samples[0][0]}) but the model "
+                            f"takes {channels}-channel input: pass --convert-channels to convert every image to "
+                            f"{kind[channels]}, or use a model built for {have} channel(s) (--model-kwargs in_chans={have})")
+
+    @staticmethod
+    def _open(path: str):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with open(path, "rb") as f:
+                img = Image.open(f)
+                img.load()
+                return img
+        except (OSError, UnidentifiedImageError) as e:
+            raise DataError(f"cannot read image {path}: {e}; remove or replace the file") from None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, label = self.samples[i]
+        return self.transform(self._open(path).convert(self.mode)), label
+
+    @property
+    def targets(self) -> list[int]:
+        return [s[1] for s in self.samples]
+
+
+def foolbox_imagenet_samples(dest: str | Path, split: bool = False, wnids: bool = False) -> Path:
     """Lay out the 20 labelled ImageNet images shipped in PyPI's ``foolbox`` as an ImageFolder.
 
+    Class folders are the integer labels, or with ``wnids`` the ImageNet wnids (``n01440764``...).
+    With ``split``, images 0, 2, 4... go to ``dest/train`` and 1, 3, 5... to ``dest/val``.
     Needs ``pip install --no-deps foolbox==3.3.4``. Returns ``dest``.
     """
     import importlib.util
@@ -215,12 +274,19 @@ def foolbox_imagenet_samples(dest: str | Path) -> Path:
     images = sorted(src.glob("imagenet_*.jpg"))
     if not images:
         raise DataError(f"no imagenet_*.jpg in {src}; reinstall foolbox==3.3.4")
+    names = None
+    if wnids:
+        from timm.data import ImageNetInfo
+
+        names = ImageNetInfo().label_names()
     dest = Path(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent if dest.parent.exists() else None))
-    for img in images:  # imagenet_<index>_<label>.jpg
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
+    for i, img in enumerate(images):  # imagenet_<index>_<label>.jpg
         label = img.stem.split("_")[-1]
-        (tmp / label).mkdir(exist_ok=True)
-        shutil.copy(img, tmp / label / img.name)
+        folder = tmp / (("train" if i % 2 == 0 else "val") if split else "") / (names[int(label)] if names else label)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(img, folder / img.name)
     if dest.exists():
         shutil.rmtree(dest)
     shutil.move(str(tmp), dest)

@@ -10,13 +10,18 @@ from tqdm import tqdm
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: Dataset | DataLoader, batch_size: int = 256,
-             progress: bool = False, desc: str = "eval") -> dict:
-    """Returns ``{"top1": fraction, "n": images, "loss": mean cross-entropy}``."""
-    loader = dataset if isinstance(dataset, DataLoader) else DataLoader(dataset, batch_size=batch_size)
+             progress: bool = False, desc: str = "eval", workers: int = 0) -> dict:
+    """Returns ``{"top1": fraction, "n": images, "loss": mean cross-entropy}``; batches go to the device
+    the model's parameters are on."""
+    loader = dataset if isinstance(dataset, DataLoader) else DataLoader(dataset, batch_size=batch_size,
+                                                                        num_workers=workers)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
     correct, seen, loss = 0, 0, 0.0
     for x, y in tqdm(loader, desc=desc, disable=not progress, file=sys.stderr, leave=False):
+        x, y = x.to(device), y.to(device)
         logits = model(x)
         correct += int((logits.argmax(-1) == y).sum())
         loss += float(torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum"))

@@ -1,13 +1,15 @@
 """Fashion-MNIST reading, calibration subsets, ImageNet folders, and their error paths."""
 import gzip
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from qmlp_nncf.data import (DataError, FashionMNIST, calibration_subset, foolbox_imagenet_samples,
-                            imagenet_folder, load_fashion_mnist, locate_fashion_mnist)
+                            load_fashion_mnist, locate_fashion_mnist)
+from qmlp_nncf.sources import DataSource
 from tests.conftest import write_idx
 
 
@@ -92,7 +94,7 @@ def test_imagenet_folder_keeps_true_labels(imagenet_samples):
     import timm
 
     model = timm.create_model("mixer_b16_224")
-    ds = imagenet_folder(imagenet_samples, model)
+    ds = DataSource(str(imagenet_samples)).dataset("val", model)  # a single split folder serves as val
     assert len(ds) == 20
     x, y = ds[0]
     assert x.shape == (3, 224, 224)
@@ -100,15 +102,28 @@ def test_imagenet_folder_keeps_true_labels(imagenet_samples):
     assert sorted(int(n.rsplit("_", 1)[1][:-4]) for n in names) == sorted(label for _, label in ds.samples)
 
 
+def test_wnid_folders_map_to_the_imagenet_order(tmp_path):
+    """A partial set of wnid folders keeps the standard 1000-class indices, not 0..K-1."""
+    import timm
+
+    root = foolbox_imagenet_samples(tmp_path / "wnid", split=True, wnids=True)
+    model = timm.create_model("mixer_s32_224")
+    for split in ("train", "val"):
+        ds = DataSource(str(root)).dataset(split, model)
+        assert ds.label_order == "ImageNet-1k wnid order" and len(ds) == 10
+        for path, label in ds.samples:
+            assert label == int(Path(path).stem.rsplit("_", 1)[1])  # imagenet_<i>_<label>.jpg
+
+
 def test_imagenet_folder_errors(tmp_path):
     import timm
 
     model = timm.create_model("mixer_s16_224")
-    with pytest.raises(DataError, match="does not exist"):
-        imagenet_folder(tmp_path / "nope", model)
+    with pytest.raises(DataError, match="no such folder"):
+        DataSource(str(tmp_path / "nope")).dataset("val", model)
     with pytest.raises(DataError, match="no class sub-folders"):
-        imagenet_folder(tmp_path, model)
+        DataSource(str(tmp_path)).dataset("val", model)
     (tmp_path / "n01440764").mkdir()
     (tmp_path / "n01440764" / "readme.txt").write_text("x")
     with pytest.raises(DataError, match="hold no images"):
-        imagenet_folder(tmp_path, model)
+        DataSource(str(tmp_path)).dataset("val", model)

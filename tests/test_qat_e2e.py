@@ -23,7 +23,7 @@ def test_qat_trains_the_quantized_model_and_keeps_its_quantizers(tmp_path, fmnis
     model = timm.create_model("qmlp_mixer_fmnist", num_blocks=1).eval()
     save_checkpoint(tmp_path / "float.pth", {"state_dict": model.state_dict(), "arch": "qmlp_mixer_fmnist",
                                              "model_kwargs": {"num_blocks": 1}})
-    q = quantize(model, calibration_subset(fmnist_train, 16), "qmlp_w4a4", log=lambda m: None)
+    q = quantize(model, calibration_subset(fmnist_train, 16), "qmlp_w4a4", log=lambda m: None).model
     before = {k: v.clone() for k, v in q.state_dict().items()}
     provenance = {"recipe": "qmlp_w4a4", "float_top1": 0.5, "source": str(tmp_path / "float.pth")}
     save_checkpoint(tmp_path / "q.pth", {"state_dict": q.state_dict(), "arch": "qmlp_mixer_fmnist",

@@ -29,7 +29,7 @@ def calib(fmnist_train):
 
 
 def roles_by_hook(q):
-    return {r["hook"]: set(r["roles"]) for r in q.qmlp_report}
+    return {r["hook"]: set(r["roles"]) for r in q.report}
 
 
 QUIET = dict(log=lambda m: None)
@@ -78,7 +78,7 @@ def test_every_quantizer_gets_its_role(name, calib):
 @pytest.mark.parametrize("name", ["qmlp_mixer_fmnist", "qmlp_resmlp_fmnist", "qmlp_gmlp_fmnist"])
 def test_each_token_group_keeps_its_own_4bit_input_quantizer(name, calib):
     q = quantize(small(name), calib, "qmlp_w4a4", **QUIET)
-    token_inputs = [r for r in q.qmlp_report if "token_mixing_input" in r["roles"] and "norm_output" in r["roles"]]
+    token_inputs = [r for r in q.report if "token_mixing_input" in r["roles"] and "norm_output" in r["roles"]]
     assert len(token_inputs) == 2 * 4  # 2 blocks x 4 groups, one quantizer each
     assert all(r["bits"] == 4 and not r["symmetric"] for r in token_inputs)
     assert len({r["hook"] for r in token_inputs}) == 8
@@ -87,7 +87,7 @@ def test_each_token_group_keeps_its_own_4bit_input_quantizer(name, calib):
 
 def test_w4a4_specs_follow_the_rules(calib):
     q = quantize(small("qmlp_resmlp_fmnist"), calib, "qmlp_w4a4", **QUIET)
-    for r in q.qmlp_report:
+    for r in q.report:
         roles = set(r["roles"])
         if roles & {"token_mixing", "channel_mixing"} and "weights" in roles:
             assert (r["bits"], r["symmetric"], r["per_channel"]) == (4, True, True)
@@ -103,7 +103,7 @@ def test_per_op_percentile_matches_a_hand_computed_reference(calib):
                            "spec": {"symmetric": False, "range": {"estimator": "percentile", "percentile": 99.0}}},
                           "test")
     q = quantize(model, calib, "qmlp_w8a8", extra_rules=(rule,), **QUIET)
-    row = next(r for r in q.qmlp_report if r["hook"] == "post_hooks.blocks/1/norm2/layer_norm/0__0.0")
+    row = next(r for r in q.report if r["hook"] == "post_hooks.blocks/1/norm2/layer_norm/0__0.0")
     seen = []
     handle = model.blocks[1].norm2.register_forward_hook(lambda m, i, o: seen.append(o.detach().double().numpy()))
     with torch.no_grad():
@@ -146,10 +146,10 @@ def test_specs_are_visible_in_the_openvino_ir(tmp_path, calib):
     from qmlp_nncf.export import export_ir
 
     q = quantize(small("qmlp_mixer_fmnist"), calib, "qmlp_w4a4", **QUIET)
-    ir = export_ir(q, tmp_path / "ir", (1, 1, 28, 28))
+    ir = export_ir(q.model, tmp_path / "ir", (1, 1, 28, 28))
     fqs = ir_fake_quantize(ir.xml)
     levels = [op.get_attributes()["levels"] for op in fqs]
-    active = [r for r in q.qmlp_report if not r["float"]]
+    active = [r for r in q.report if not r["float"]]
     # activations stay FakeQuantize (levels 16 = 4 bit); quantized weights are folded into int4/int8 constants
     assert levels.count(16) == sum(r["bits"] == 4 and "weights" not in r["roles"] for r in active) > 0
     assert levels.count(256) == sum(r["bits"] == 8 and "weights" not in r["roles"] for r in active)
@@ -170,12 +170,12 @@ def test_specs_are_visible_in_the_openvino_ir(tmp_path, calib):
 
 def test_save_restore_round_trip(tmp_path, calib):
     q = quantize(small("qmlp_mixer_fmnist"), calib, "qmlp_w4a4", **QUIET)
-    save_checkpoint(tmp_path / "q.pth", {"state_dict": q.state_dict(), "arch": "qmlp_mixer_fmnist",
-                                         "model_kwargs": {"num_blocks": 2}, **quantized_payload(q)})
+    save_checkpoint(tmp_path / "q.pth", {"state_dict": q.model.state_dict(), "arch": "qmlp_mixer_fmnist",
+                                         "model_kwargs": {"num_blocks": 2}, **quantized_payload(q.model)})
     restored, meta = load_model(tmp_path / "q.pth")
     x = torch.stack([calib[i][0] for i in range(8)])
     with torch.no_grad():
-        torch.testing.assert_close(restored(x), q(x), rtol=0, atol=0)
+        torch.testing.assert_close(restored(x), q.model(x), rtol=0, atol=0)
     assert "nncf_config" in meta
 
 
@@ -203,7 +203,7 @@ def test_scope_regex_that_matches_nothing_is_an_error(calib):
 def test_keep_float_rule_removes_quantizers(calib):
     rule = Rule.from_dict({"match": ["classifier_input"], "float": True}, "test")
     q = quantize(small("mixer_fmnist"), calib, "qmlp_w8a8", extra_rules=(rule,), **QUIET)
-    floats = [r for r in q.qmlp_report if r["float"]]
+    floats = [r for r in q.report if r["float"]]
     assert floats and all("classifier_input" in r["roles"] for r in floats)
 
 
@@ -247,7 +247,7 @@ def test_mse_estimator_for_weights_and_activations(calib):
         {"match": ["channel_mixing_input"], "spec": {"bits": 4, **mse}}))
     q = quantize(model, calib, "qmlp_w8a8", extra_rules=rules, **QUIET)
     fc1 = model.blocks[0].mlp_channels.fc1.weight.detach()
-    hooks = dict(get_hook_storage(q).named_hooks())
+    hooks = dict(get_hook_storage(q.model).named_hooks())
     wq = hooks["pre_hooks.blocks/0/mlp_channels/fc1/linear/0__1.0"]
     scale = wq.scale.detach().reshape(-1, 1)
     absmax = fc1.abs().amax(dim=1, keepdim=True)
@@ -255,11 +255,11 @@ def test_mse_estimator_for_weights_and_activations(calib):
     shrunk = (fake_quantize(fc1, -scale, scale, 15) - fc1).pow(2).sum()
     full = (fake_quantize(fc1, -absmax, absmax, 15) - fc1).pow(2).sum()
     assert shrunk < full
-    rows = {r["hook"]: r for r in q.qmlp_report if "channel_mixing_input" in r["roles"] and not r["float"]}
+    rows = {r["hook"]: r for r in q.report if "channel_mixing_input" in r["roles"] and not r["float"]}
     assert rows and all(r["bits"] == 4 and r["range"]["estimator"] == "mse" for r in rows.values())
     minmax_rule = Rule.from_dict({"match": ["channel_mixing_input"],
                                  "spec": {"bits": 4, "range": {"estimator": "min_max"}}}, "test")
-    minmax = quantize(model, calib, "qmlp_w8a8", extra_rules=(minmax_rule,), **QUIET).qmlp_report
+    minmax = quantize(model, calib, "qmlp_w8a8", extra_rules=(minmax_rule,), **QUIET).report
     for r in minmax:  # the mse range lies inside the min-max range of the same data
         if r["hook"] in rows:
             lo, hi = rows[r["hook"]]["calibrated_low"], rows[r["hook"]]["calibrated_high"]

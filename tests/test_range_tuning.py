@@ -26,7 +26,7 @@ def resmlp_w4a4(fmnist_train):
     model, _ = load_float(zoo_models(["qmlp_resmlp_fmnist"], log=lambda m: None)[0])
     calib = calibration_subset(fmnist_train, 64)
     items = [calib[i][0].unsqueeze(0) for i in range(len(calib))]
-    return model, quantize(model, calib, "qmlp_w4a4", **QUIET), items
+    return model, quantize(model, calib, "qmlp_w4a4", **QUIET).model, items
 
 
 def test_tuning_lowers_the_kl_and_moves_only_quantizer_ranges(resmlp_w4a4):
@@ -84,12 +84,12 @@ def test_tuned_recipe_extends_the_plain_one_and_reports_the_tuned_ranges(fmnist_
     calib = calibration_subset(fmnist_train, 16)
     q = quantize(model, calib, replace(tuned, range_tuning=RangeTuning(steps=5, batch_size=8)), **QUIET)
     untuned = quantize(model, calib, replace(tuned, range_tuning=None), **QUIET)
-    assert q.qmlp_range_tuning["steps"] == 5 and untuned.qmlp_range_tuning is None
-    hooks = dict(get_hook_storage(q).named_hooks())
-    rows = [r for r in q.qmlp_report if not r["float"] and "low" in r]
+    assert q.range_tuning["steps"] == 5 and untuned.range_tuning is None
+    hooks = dict(get_hook_storage(q.model).named_hooks())
+    rows = [r for r in q.report if not r["float"] and "low" in r]
     assert rows and all((r["low"], r["high"]) == (float(quantizer_low(hooks[r["hook"]])),
                                                   float(quantizer_high(hooks[r["hook"]]))) for r in rows)
-    assert [(r["low"], r["high"]) for r in rows] != [(r["low"], r["high"]) for r in untuned.qmlp_report
+    assert [(r["low"], r["high"]) for r in rows] != [(r["low"], r["high"]) for r in untuned.report
                                                      if not r["float"] and "low" in r]
 
 

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from ..quantization.qat import QATSettings
 from .console import nncf_output_to_stderr
 from .ov_latency import machine_info, write_json
 
 REFERENCE = Path(__file__).resolve().parents[2] / "benchmarks" / "reference_accuracy.json"
-INPUT_SHAPE = (1, 28, 28)  # the zoo is Fashion-MNIST
 # Issue targets: max drop vs float (points) of a recipe's torch top-1; the W4A4 ones apply to Q-MLP models only.
 TARGET_DROP_PT = {"qmlp_w8a8": 0.1, "qmlp_w8a8_tuned": 0.1, "qmlp_w4a8": 0.3, "qmlp_w4a8_tuned": 0.3,
                   "qmlp_w4a4": 0.5, "qmlp_w4a4_tuned": 0.5}
@@ -63,10 +62,21 @@ class BenchModel:
     checkpoint: Path
     reference_top1: Optional[float] = None  # float top-1 on the full test set, from the zoo
     base: Optional[str] = None  # Q-MLP models: the base model they were converted from
+    source: Optional[object] = None  # a sources.ModelSource (checkpoint/timm weights) instead of the zoo file
 
     @property
     def is_qmlp(self) -> bool:
         return self.base is not None
+
+    @classmethod
+    def from_source(cls, source) -> "BenchModel":
+        """Any model source (``--checkpoint``, ``--pretrained-file``, timm name with ``--model-kwargs``)."""
+        from ..models.surgery import model_family
+
+        loaded = source.load(float_for="the accuracy benchmark")
+        family, is_qmlp = model_family(loaded.model)
+        base = loaded.meta.get("base") or (loaded.arch if is_qmlp else None)
+        return cls(loaded.arch, family, Path(source.checkpoint or "."), loaded.meta.get("top1"), base, source)
 
     @classmethod
     def from_zoo(cls, entry) -> "BenchModel":
@@ -87,7 +97,13 @@ class AccuracyConfig:
     qat_settings: QATSettings = field(default_factory=QATSettings)
     ir_dir: Optional[str] = None  # keep the IRs here (<model>.<recipe>.<ptq|qat>/); default: a temporary folder
     data_dir: Optional[str] = None
+    data: dict = field(default_factory=dict)  # sources.DataSource.to_json(); {} = Fashion-MNIST
     progress: bool = True
+
+    def data_source(self):
+        from ..sources import DataSource
+
+        return DataSource.from_json(self.data) if self.data else DataSource(data_dir=self.data_dir)
 
     def __post_init__(self):
         if self.limit < 0:
@@ -143,11 +159,17 @@ def plan(models: list[BenchModel], recipes: list[str], matching_only: bool) -> l
     return [run for run in runs if not (matching_only and run[2])]
 
 
-def test_set(limit: int, data_dir: Optional[str] = None) -> Dataset:
-    from ..data import FashionMNIST
+def test_set(limit: int, data_dir: Optional[str] = None, model: Optional[torch.nn.Module] = None,
+             data=None) -> Dataset:
+    """The first ``limit`` val images of ``data`` (default Fashion-MNIST test) for ``model``."""
+    from ..sources import DataSource, subset
 
-    test = FashionMNIST("test", data_dir)
-    return Subset(test, range(min(limit, len(test)))) if limit else test
+    data = data or DataSource(data_dir=data_dir)
+    if model is None:
+        from ..data import FashionMNIST
+
+        return subset(FashionMNIST("test", data.data_dir), limit)
+    return subset(data.dataset("val", model), limit)
 
 
 # ---------------------------------------------------------------- sizes
@@ -184,19 +206,20 @@ def analytic_mb(float_model: torch.nn.Module, bits: dict[str, int]) -> float:
 # ---------------------------------------------------------------- measurement
 def load_float(model: BenchModel) -> tuple[torch.nn.Module, str]:
     """The float model and its timm architecture name."""
-    from ..checkpoint import load_model
+    from ..sources import ModelSource
 
-    net, meta = load_model(model.checkpoint)
-    return net.eval(), meta["arch"]
+    loaded = (model.source or ModelSource(checkpoint=str(model.checkpoint))).load()
+    return loaded.model.eval(), loaded.arch
 
 
 def run_qat(quantized: torch.nn.Module, model: BenchModel, arch: str, out_dir: Path, settings: QATSettings,
-            data_dir: Optional[str], log: Log) -> torch.nn.Module:
+            data_dir: Optional[str], log: Log, data: Optional[dict] = None) -> torch.nn.Module:
     """Fine-tune a PTQ model in place with ``qmlp_nncf.quantization.qat``, distilling from the float
     checkpoint; the run folder (``last.pth``/``model.pth``) goes to ``out_dir``."""
     from ..quantization.qat import qat
 
-    qat(quantized, settings.train_config(arch, str(out_dir), str(model.checkpoint), data_dir=data_dir), log=log)
+    teacher = model.source.to_json() if model.source is not None else str(model.checkpoint)
+    qat(quantized, settings.train_config(arch, str(out_dir), teacher, data_dir=data_dir, data=data or {}), log=log)
     return quantized.eval()
 
 
@@ -205,7 +228,8 @@ def _round(v):
 
 
 def measure_quantized(quantized: torch.nn.Module, float_model: torch.nn.Module, test: Dataset, float_top1: float,
-                      ir_dir: Optional[Path] = None, metadata: Optional[dict] = None, progress: bool = False) -> dict:
+                      ir_dir: Optional[Path] = None, metadata: Optional[dict] = None, progress: bool = False,
+                      input_shape: Optional[tuple] = None) -> dict:
     """Torch fake-quant top-1, and (with ``ir_dir``) the IR's top-1, agreement and ``.bin`` size."""
     from ..evaluation import evaluate
 
@@ -216,7 +240,10 @@ def measure_quantized(quantized: torch.nn.Module, float_model: torch.nn.Module, 
     else:
         from ..export import export_ir, torch_ir_agreement
 
-        result = export_ir(quantized, ir_dir, (1, *INPUT_SHAPE), force=True, metadata=metadata)
+        from ..sources import model_input_size
+
+        shape = tuple(input_shape or model_input_size(float_model))
+        result = export_ir(quantized, ir_dir, (1, *shape), force=True, metadata=metadata)
         m = torch_ir_agreement(quantized, result.xml, test, progress=progress)
         out.update(torch_top1=m["torch_top1"], ir_top1=m["ir_top1"], agreement=m["agreement"],
                    ir_mb=result.bin.stat().st_size / 2**20,
@@ -246,7 +273,6 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
     """
     from tqdm import tqdm
 
-    from ..data import FashionMNIST, calibration_subset
     from ..evaluation import evaluate
     from ..quantization import load_recipe, quantize
 
@@ -254,8 +280,7 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
     models = models if models is not None else zoo_models(cfg.models, log)
     runs = plan(models, recipes, cfg.matching_only)
     machine = machine_info()
-    test = test_set(cfg.limit, cfg.data_dir)
-    train = FashionMNIST("train", cfg.data_dir)
+    data = cfg.data_source()
     notes = [f"* = recipe {r} expects a Q-MLP model; {m.name} has no Q-MLP surgery"
              for m, r, mis in runs if mis]
     floats: dict[str, dict] = {}
@@ -266,6 +291,7 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
         for model, recipe_name, mis in bar:
             bar.set_postfix_str(f"{model.name}/{recipe_name}")
             float_model, arch = load_float(model)
+            test = test_set(cfg.limit, model=float_model, data=data)
             if model.name not in floats:
                 top1 = evaluate(float_model, test, progress=cfg.progress, desc=f"float {model.name}")["top1"]
                 floats[model.name] = {"model": model.name, "family": model.family, "base": model.base,
@@ -276,25 +302,25 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
             recipe = load_recipe(recipe_name)
             size = cfg.calibration_size or recipe.calibration_size
             t0 = time.perf_counter()
-            quantized = quantize(copy.deepcopy(float_model), calibration_subset(train, size), recipe,
-                                 calibration_size=size, log=log).eval()
+            q = quantize(copy.deepcopy(float_model), data.calibration(float_model, size), recipe,
+                         calibration_size=size, log=log)
+            quantized = q.model
             base = {"model": model.name, "recipe": recipe_name, "mismatched": mis, "calibration_size": size,
                     "n": len(test), "float_top1_reference": model.reference_top1, "float_top1": float_top1,
-                    "ptq_s": time.perf_counter() - t0,
-                    "quantizers": sum(not r["float"] for r in quantized.qmlp_report)}
+                    "ptq_s": time.perf_counter() - t0, "quantizers": q.quantizers}
             modes = [("ptq", quantized, {})]
             if cfg.qat and recipe.weight_compression is None:
                 t0 = time.perf_counter()
                 trained = run_qat(copy.deepcopy(quantized), model, arch,
                                   ir_root / f"{model.name}.{recipe_name}.qat-run", cfg.qat_settings,
-                                  cfg.data_dir, log)
+                                  cfg.data_dir, log, cfg.data)
                 modes.append(("qat", trained, {"qat_s": time.perf_counter() - t0}))
             for mode, qmodel, extra in modes:
                 ir_dir = ir_root / f"{model.name}.{recipe_name}.{mode}" if cfg.export_ir else None
                 row = {**base, "mode": mode, **extra, **measure_quantized(
                     qmodel, float_model, test, float_top1, ir_dir, {"model": model.name, "recipe": recipe_name,
                                                                     "mode": mode, "calibration_size": size},
-                    cfg.progress)}
+                    cfg.progress, data.input_size(float_model))}
                 row["targets_met"] = targets_met(row, model)
                 rows.append({k: _round(v) for k, v in row.items()})
                 log(f"{model.name} / {recipe_name} ({mode}): torch {row['torch_top1']:.4f}"
@@ -353,28 +379,28 @@ def ablate(model: BenchModel, recipe_name: str, cfg: AccuracyConfig, log: Log = 
     """
     from tqdm import tqdm
 
-    from ..data import FashionMNIST, calibration_subset
     from ..evaluation import evaluate
     from ..quantization import load_recipe, quantize
 
     recipe = load_recipe(check_recipes([recipe_name])[0])
     if recipe.weight_compression is not None:
         raise AccuracyError(f"recipe {recipe_name} is weight-only (nncf.compress_weights): it has no rules to ablate")
-    test = test_set(cfg.limit, cfg.data_dir)
-    size = cfg.calibration_size or recipe.calibration_size
-    calibration = calibration_subset(FashionMNIST("train", cfg.data_dir), size)
+    data = cfg.data_source()
     float_model = load_float(model)[0]
+    test = test_set(cfg.limit, model=float_model, data=data)
+    size = cfg.calibration_size or recipe.calibration_size
+    calibration = data.calibration(float_model, size)
     float_top1 = evaluate(float_model, test, progress=cfg.progress, desc="float")["top1"]
     rows, specs = [], []
     for label, variant in tqdm(ablation_variants(recipe, model.family), desc="ablation", unit="variant",
                                disable=not cfg.progress, file=sys.stderr):
         t0 = time.perf_counter()
-        quantized = quantize(copy.deepcopy(float_model), calibration, variant, calibration_size=size, log=log)
-        top1 = evaluate(quantized, test, progress=cfg.progress, desc="eval")["top1"]
+        q = quantize(copy.deepcopy(float_model), calibration, variant, calibration_size=size, log=log)
+        top1 = evaluate(q.model, test, progress=cfg.progress, desc="eval")["top1"]
         rows.append({"variant": label, "top1": top1, "delta_vs_float_pt": 100 * (top1 - float_top1),
                      "ptq_s": time.perf_counter() - t0})
         specs.append({r["hook"]: {k: v for k, v in r.items() if k not in ("low", "high")}
-                      for r in quantized.qmlp_report})
+                      for r in q.report})
         log(f"{label}: {top1:.4f}")
     for r, spec in zip(rows, specs):
         r["change_vs_full_pt"] = 100 * (r["top1"] - rows[0]["top1"])
@@ -490,7 +516,13 @@ def build_parser():
     import argparse
 
     p = argparse.ArgumentParser(prog="benchmarks/accuracy.py", description=__doc__.splitlines()[0])
-    p.add_argument("--model", action="append", default=[], metavar="NAME", help="zoo model (default: all)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME",
+                   help="zoo model (default: all); with --checkpoint/--pretrained-file/--model-kwargs: the one "
+                        "model to benchmark (a timm name)")
+    p.add_argument("--checkpoint", help="benchmark this qmlp checkpoint instead of zoo models")
+    p.add_argument("--pretrained-file", help="timm weights for the one --model")
+    p.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--data", help="fashion-mnist (default) or an ImageFolder root with train/ and val/")
     p.add_argument("--recipe", action="append", default=[], metavar="NAME", help="recipe (default: all)")
     p.add_argument("--matching-only", action="store_true",
                    help="skip Q-MLP recipes (expects_qmlp) on models without Q-MLP surgery")
@@ -525,22 +557,31 @@ def main(argv: Optional[list[str]] = None) -> int:
             torch.set_num_threads(args.threads)
         if args.json and Path(args.json).is_dir():
             raise AccuracyError(f"--json {args.json} is a folder; give a file path such as {args.json}/accuracy.json")
-        cfg = AccuracyConfig(models=args.model, recipes=args.recipe, matching_only=args.matching_only,
+        from ..sources import DataSource, ModelSource, parse_model_kwargs
+
+        data = DataSource(spec=args.data, data_dir=args.data_dir).to_json() if args.data else {}
+        custom = bool(args.checkpoint or args.pretrained_file or args.model_kwargs)
+        if custom and len(args.model) > 1:
+            raise AccuracyError("--checkpoint/--pretrained-file/--model-kwargs describe one model: give at most one --model")
+        models = [BenchModel.from_source(ModelSource(args.model[0] if args.model else None, args.checkpoint,
+                                                     args.pretrained_file, parse_model_kwargs(args.model_kwargs)))
+                  ] if custom else None
+        cfg = AccuracyConfig(models=[] if custom else args.model, recipes=args.recipe, matching_only=args.matching_only,
                              limit=args.limit, calibration_size=args.calibration_size, export_ir=not args.no_ir,
                              qat=args.qat, ir_dir=args.ir_dir,
                              qat_settings=QATSettings(epochs=args.qat_epochs, train_subset=args.qat_train_subset),
-                             data_dir=args.data_dir, progress=not args.no_progress)
+                             data_dir=args.data_dir, data=data, progress=not args.no_progress)
         if args.ablate:
             if len(args.recipe) != 1 or args.model or args.qat or args.check_reference or args.update_reference:
                 raise AccuracyError("--ablate MODEL takes exactly one --recipe, and no --model, --qat or "
                                     "--check/--update-reference")
             with nncf_output_to_stderr():
-                result = ablate(zoo_models([args.ablate])[0], args.recipe[0], cfg)
+                result = ablate(models[0] if models else zoo_models([args.ablate])[0], args.recipe[0], cfg)
             print(ablation_markdown(result))
         else:
             reference = load_reference(args.check_reference) if args.check_reference else None
             with nncf_output_to_stderr():
-                result = run(cfg)
+                result = run(cfg, models)
             print(markdown(result))
     except (ValueError, FileNotFoundError, KeyError) as e:  # AccuracyError, SpecError, DataError, ExportError...
         print(f"accuracy: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)

@@ -12,10 +12,12 @@ def nncf_output_to_stderr():
     from nncf.common.logging import nncf_logger
 
     handlers = [h for h in nncf_logger.handlers if isinstance(h, logging.StreamHandler)]
-    streams = [h.setStream(sys.stderr) for h in handlers]
+    streams = [h.stream for h in handlers]
+    for h in handlers:  # not setStream: it flushes the old stream, which may be closed (a finished capture)
+        h.stream = sys.stderr
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
         for h, stream in zip(handlers, streams):
-            h.setStream(stream)
+            h.stream = sys.stderr if getattr(stream, "closed", False) else stream

@@ -46,6 +46,9 @@ class BenchConfig:
     warmup: int = 3  # requests (per infer request in throughput mode)
     calibration_size: int = 64  # for recipes built on the fly (speed only)
     quick: bool = False
+    data: dict = field(default_factory=dict)  # sources.DataSource.to_json() to calibrate on; {}: see random_calibration
+    random_calibration: bool = False  # calibrate on random images (speed only); else --data, or Fashion-MNIST
+    model_kwargs: dict = field(default_factory=dict)  # timm kwargs for every --model
 
     def __post_init__(self):
         if self.quick:
@@ -210,7 +213,9 @@ def build_sources(models: list[str], recipes: list[str], workdir: Path, cfg: Ben
     """Prepare, quantize and export every model x recipe (plus fp32, plus the base model of a qmlp_*)."""
     from ..export import export_ir
     from ..export.prepare import check_recipe, prepare
+    from ..sources import DataSource, ModelSource
 
+    data = DataSource.from_json(cfg.data) if cfg.data else DataSource()
     for r in recipes:
         check_recipe(r)
     names = list(dict.fromkeys(m for name in models
@@ -221,7 +226,14 @@ def build_sources(models: list[str], recipes: list[str], workdir: Path, cfg: Ben
         for recipe in wanted:
             t = time.perf_counter()
             log(f"preparing {name} / {recipe} ...")
-            prepared = prepare(name, None, recipe, cfg.calibration_size)
+            source = ModelSource(name, model_kwargs=cfg.model_kwargs)
+            try:
+                prepared = prepare(source, recipe, data, cfg.calibration_size, cfg.random_calibration)
+            except ValueError as e:
+                if cfg.data or cfg.random_calibration:
+                    raise
+                raise BenchmarkError(f"{name} / {recipe}: no calibration data ({e}); pass --data <ImageFolder root> "
+                                     f"(its train split calibrates), or --random-calibration for speed only") from None
             out = workdir / f"{name}.{recipe}"
             result = export_ir(prepared.model, out, (1, *prepared.input_shape), dynamic_batch=True,
                                metadata=prepared.metadata)
@@ -427,6 +439,11 @@ def build_parser():
     p.add_argument("--iterations", type=int, default=0, metavar="N",
                    help="requests per measurement instead of --duration")
     p.add_argument("--quick", action="store_true", help="CI mode: 0.5 s per measurement, 8 calibration images")
+    p.add_argument("--data", help="calibrate on-the-fly recipes on this data source's train split "
+                                  "(fashion-mnist, or an ImageFolder root); default fashion-mnist")
+    p.add_argument("--random-calibration", action="store_true",
+                   help="calibrate on random images (speed only; labelled so in the IR and the notes)")
+    p.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="timm kwargs for every --model")
     p.add_argument("--json", metavar="PATH", help="write the rows and the machine block as JSON")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -449,8 +466,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.json and Path(args.json).is_dir():
             raise BenchmarkError(f"--json {args.json} is a folder; give a file path such as {args.json}/ov.json")
+        from ..sources import DataSource, parse_model_kwargs
+
         cfg = BenchConfig(devices=args.device, hints=args.hint or list(HINTS), batch=args.batch,
-                          duration_s=args.duration, iterations=args.iterations, quick=args.quick)
+                          duration_s=args.duration, iterations=args.iterations, quick=args.quick,
+                          data=DataSource(args.data).to_json() if args.data else {},
+                          random_calibration=args.random_calibration, model_kwargs=parse_model_kwargs(args.model_kwargs))
         with nncf_output_to_stderr():
             result = benchmark(args.ir, args.model, args.recipe, cfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, KeyError) as e:  # BenchmarkError, ExportError, DataError...

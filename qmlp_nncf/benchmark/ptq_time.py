@@ -18,24 +18,24 @@ from .console import nncf_output_to_stderr
 from .ov_latency import write_json
 
 
-def time_ptq(name: str, recipe: str, calibration_size: int = 0) -> dict:
-    """One PTQ run (``calibration_size`` 0: the recipe's):
-    ``{"model", "recipe", "calibration_size", "ptq_s", "quantizers"}``."""
-    from ..cli import resolve_model
-    from ..export.prepare import calibration_data, check_recipe, input_shape_of
+def time_ptq(name: str, recipe: str, calibration_size: int = 0, data=None, random_calibration: bool = False) -> dict:
+    """One PTQ run (``calibration_size`` 0: the recipe's) on ``data``'s train split (a ``DataSource``;
+    default Fashion-MNIST) or random images: ``{"model", "recipe", "calibration_size", "ptq_s", "quantizers"}``."""
+    from ..export.prepare import calibration_data, check_recipe
     from ..quantization import load_recipe, quantize
+    from ..sources import ModelSource
 
     check_recipe(recipe)
     calibration_size = calibration_size or load_recipe(recipe).calibration_size
-    model, _ = resolve_model(name, None)
-    data, described = calibration_data(input_shape_of(model), calibration_size)
+    model = ModelSource(name).load().model
+    data, described = calibration_data(model, calibration_size, data, random_calibration)
     items = [data[i] for i in range(len(data))]  # decoded before the clock starts
     t0 = time.perf_counter()
     quantized = quantize(model.eval(), items, recipe=recipe, calibration_size=calibration_size,
                          log=lambda msg: None)
     seconds = time.perf_counter() - t0
     return {"model": name, "recipe": recipe, "calibration_size": calibration_size, "calibration": described,
-            "ptq_s": round(seconds, 1), "quantizers": sum(not r["float"] for r in quantized.qmlp_report),
+            "ptq_s": round(seconds, 1), "quantizers": quantized.quantizers,
             "threads": torch.get_num_threads()}
 
 
@@ -53,9 +53,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--recipe", action="append", required=True, metavar="NAME")
     p.add_argument("--calibration-size", type=int, default=0, metavar="N",
                    help="calibration images (default: the recipe's, 300 for most)")
+    p.add_argument("--data", help="calibration data source: fashion-mnist (default) or an ImageFolder root")
+    p.add_argument("--random-calibration", action="store_true", help="calibrate on random images (timing only)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
     args = p.parse_args(argv)
+    from ..sources import DataSource
+
+    data = DataSource(args.data) if args.data else None
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -63,7 +68,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for name in args.model:
             for recipe in args.recipe:
                 with nncf_output_to_stderr():
-                    rows.append(time_ptq(name, recipe, args.calibration_size))
+                    rows.append(time_ptq(name, recipe, args.calibration_size, data, args.random_calibration))
                 print(f"{name} / {recipe}: {rows[-1]['ptq_s']:.1f} s", file=sys.stderr, flush=True)
     except (ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,13 +1,14 @@
-"""Model name or checkpoint + recipe -> the torch model to export, with its calibration data.
+"""Model source + recipe -> the torch model to export, with its calibration data.
 
 Recipes other than ``fp32`` come from ``qmlp_nncf.quantization`` (imported lazily); this module
-only feeds them: Fashion-MNIST train images for 28x28 models, random images for 224-px models
-(enough for speed measurements, meaningless for accuracy, and labelled so in the metadata).
+only feeds them: the train split of the data source, or, only when asked for explicitly
+(``random_calibration``), random images (enough for speed measurements, meaningless for accuracy,
+and labelled so in the metadata).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch.utils.data import Dataset
@@ -36,12 +37,10 @@ class RandomImages(Dataset):
 
 
 def input_shape_of(model: torch.nn.Module) -> tuple[int, ...]:
-    """(C, H, W) from the timm pretrained config."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    if "input_size" not in cfg:
-        raise ValueError(f"{type(model).__name__} has no timm pretrained_cfg['input_size']; "
-                         f"pass the input shape explicitly")
-    return tuple(int(d) for d in cfg["input_size"])
+    """(C, H, W) the model takes (see ``sources.model_input_size``)."""
+    from ..sources import model_input_size
+
+    return model_input_size(model)
 
 
 def reinit_zero_head(model: torch.nn.Module, seed: int = 0) -> bool:
@@ -83,29 +82,34 @@ def apply_recipe(model: torch.nn.Module, recipe: str, calibration: Dataset) -> t
         return model
     from ..quantization import quantize
 
-    return quantize(model, calibration, recipe=recipe).eval()
+    return quantize(model, calibration, recipe=recipe).model
 
 
-def calibration_data(input_shape: tuple[int, ...], size: int, data_dir: Optional[str] = None,
-                     ) -> tuple[Dataset, str]:
-    """Fashion-MNIST train subset for 1x28x28 models, random images otherwise; and a description."""
-    from ..data import FashionMNIST, calibration_subset
+def calibration_data(model: torch.nn.Module, size: int, data=None, random: bool = False) -> tuple[Dataset, str]:
+    """``size`` train-split images of the data source ``data`` (a ``DataSource``), or, with ``random``,
+    reproducible N(0, 1) images; and a description for the metadata."""
+    if random:
+        return RandomImages(size, input_shape_of(model)), f"random N(0,1) x{size} (speed only, not accuracy)"
+    from ..sources import DataSource
 
-    if tuple(input_shape) == (1, 28, 28):
-        return calibration_subset(FashionMNIST("train", data_dir), size), f"fashion-mnist train x{size}"
-    return RandomImages(size, input_shape), f"random N(0,1) x{size} (speed only, not accuracy)"
+    data = data or DataSource()
+    return data.calibration(model, size), f"{data.describe('train')} x{size}"
 
 
-def prepare(name: Optional[str], checkpoint: Optional[str], recipe: str = FP32, calibration_size: int = 300,
-            data_dir: Optional[str] = None) -> Prepared:
-    """Load (zoo/checkpoint/timm name, see ``cli.resolve_model``) and quantize with ``recipe``."""
-    from ..cli import resolve_model
+def prepare(source, recipe: str = FP32, data=None, calibration_size: int = 300,
+            random_calibration: bool = False) -> Prepared:
+    """Load ``source`` (a ``sources.ModelSource``) and quantize it with ``recipe``, calibrated on ``data``'s
+    train split (``random_calibration``: random images, for speed measurements only)."""
+    from ..sources import DataSource, data_config_of
 
     check_recipe(recipe)
-    model, meta = resolve_model(name, checkpoint, float_for="--recipe" if recipe != FP32 else "")
-    shape = input_shape_of(model)
-    info = {"model": meta.get("arch", name), "recipe": recipe,
-            "source": str(checkpoint) if checkpoint else meta.get("note", f"zoo checkpoint of {name}")}
+    data = data or DataSource()
+    loaded = source.load(float_for="--recipe" if recipe != FP32 else "")
+    model, meta = loaded.model, loaded.meta
+    shape = data.input_size(model)
+    info = {"model": loaded.arch, "recipe": recipe, "source": source.describe()}
+    if "note" in meta:
+        info["source"] += f" ({meta['note']})"
     if "nncf_config" in meta:  # a `qmlp quantize` / `qmlp qat` checkpoint: exported as it is
         info["recipe"] = meta.get("recipe") or "unknown (quantized checkpoint)"
         if meta.get("top1") is not None:
@@ -116,7 +120,10 @@ def prepare(name: Optional[str], checkpoint: Optional[str], recipe: str = FP32, 
         info["float_top1_reference"] = meta["top1"]
     if reinit_zero_head(model):
         info["head"] = "zero-initialised head re-drawn from N(0, 0.02)"
+    info["data_config"] = json.dumps(data_config_of(model, data))
     if recipe != FP32:
-        calibration, info["calibration"] = calibration_data(shape, calibration_size, data_dir)
+        calibration, info["calibration"] = calibration_data(model, calibration_size, data, random_calibration)
+        if random_calibration:
+            info["calibration_random"] = "true"
         model = apply_recipe(model, recipe, calibration)
     return Prepared(model.eval(), shape, info)

@@ -7,6 +7,7 @@ import re
 import copy
 import sys
 import time
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import nncf
@@ -55,6 +56,23 @@ def _nncf_range(rng: RangeSpec, symmetric: bool) -> RangeEstimatorParameters:
                                     max=StatisticsCollectorParameters(StatisticsType.MAX, agg_max))
 
 
+def bound_heap_growth() -> None:
+    """Stop glibc from raising its mmap threshold (default 128 KiB, raised dynamically after large frees).
+
+    Otherwise activation buffers land on the heap, NNCF's small per-item mean statistics (MEAN_MINMAX
+    ranges, fast bias correction) sit between them, the freed buffers cannot be reused, and peak RSS grows
+    by about one forward pass per calibration item (~60 MB per item on mixer_b16_224: 300 items need
+    ~20 GB). With a fixed threshold big buffers go to mmap and are returned at once; the quantized model
+    is bit-identical. Process-wide and permanent; a no-op where libc has no ``mallopt`` (non-glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 NNCF_SEED_ITEMS = 64  # calibration items nncf.quantize sees when the post-pass recalibrates every quantizer
 
 
@@ -90,19 +108,50 @@ def _compress_weights(model: torch.nn.Module, recipe: Recipe, items: list[torch.
         advanced_parameters=AdvancedCompressionParameters(group_size_fallback_mode=GroupSizeFallbackMode.ADJUST))
 
 
+@dataclass
+class QuantizationResult:
+    """What :func:`quantize` returns. ``model``: the NNCF model (a plain torch module with quantizer hooks,
+    eval mode; ``nncf.torch.get_config`` / ``ov.convert_model`` work on it); ``report``: one dict per
+    quantizer (hook, roles, spec, installed and ``calibrated`` range; empty for weight-only recipes);
+    ``recipe``: the Recipe that ran; ``range_tuning``: KL before/after, steps and seconds (None without
+    tuning); ``seconds``: PTQ wall time; ``family`` and ``calibration_items``."""
+
+    model: torch.nn.Module
+    report: list[dict]
+    recipe: Recipe
+    range_tuning: Optional[dict]
+    seconds: float
+    family: str
+    calibration_items: int
+
+    @property
+    def recipe_name(self) -> str:
+        return self.recipe.name
+
+    @property
+    def quantizers(self) -> int:
+        return sum(not r["float"] for r in self.report)
+
+    def summary(self) -> dict:
+        d = {"recipe": self.recipe.name, "family": self.family, "quantizers": self.quantizers,
+             "calibration_items": self.calibration_items, "ptq_time_s": round(self.seconds, 2)}
+        if self.range_tuning is not None:
+            d["range_tuning"] = self.range_tuning
+        return d
+
+
 def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "qmlp_w8a8",
              *, config: Optional[str | dict] = None, extra_rules: tuple = (),
              ignored_scope: Optional[nncf.IgnoredScope] = None,
-             calibration_size: Optional[int] = None, log=lambda msg: print(msg, file=sys.stderr)) -> torch.nn.Module:
-    """Quantize ``model`` with a recipe; returns a new NNCF model (``model`` is left untouched).
+             calibration_size: Optional[int] = None,
+             log=lambda msg: print(msg, file=sys.stderr)) -> QuantizationResult:
+    """Quantize ``model`` with a recipe; returns a :class:`QuantizationResult` whose ``model`` is a new
+    NNCF model (``model`` is left untouched).
 
     ``dataset`` yields calibration inputs (``x`` or ``(x, label)``; take them from the *train* split).
     ``config`` (an NNCF-style JSON path or dict, see docs/config.md) replaces ``recipe`` and
     ``ignored_scope`` with what it describes.
     An ``ignored_scope`` name or pattern that matches no op raises ``SpecError``.
-    The returned model carries ``qmlp_report``: one dict per quantizer (hook, roles, spec, the
-    installed range and the estimator's ``calibrated`` range), ``qmlp_recipe``: the recipe name, and
-    ``qmlp_range_tuning``: the KL before/after and the time of the range tuning (None without one).
     """
     if config is not None:
         from .config import load_config
@@ -115,6 +164,7 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         raise ValueError("the model already holds NNCF quantizers; quantize its float model (load the float "
                          "checkpoint, or keep the model you passed to quantize() before)")
     model = model.eval()
+    bound_heap_growth()
     t0 = time.time()
     items = calibration_items(dataset, calibration_size or recipe.calibration_size)
     family, is_qmlp = model_family(model)
@@ -146,12 +196,9 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
                 f"{tuning['kl_after']:.4f} in {tuning['seconds']:.0f} s")
             record_ranges(quantized, decisions)
         report = [d.to_dict() for d in decisions]
-    quantized.qmlp_report = report
-    quantized.qmlp_recipe = recipe.name
-    quantized.qmlp_range_tuning = tuning
-    log(f"{recipe.name}: quantized {family} model in {time.time() - t0:.1f} s "
-        f"({sum(not r['float'] for r in report)} quantizers)")
-    return quantized
+    result = QuantizationResult(quantized.eval(), report, recipe, tuning, time.time() - t0, family, len(items))
+    log(f"{recipe.name}: quantized {family} model in {result.seconds:.1f} s ({result.quantizers} quantizers)")
+    return result
 
 
 def _op_examples(names: list[str]) -> str:
@@ -186,4 +233,4 @@ def _check_ignored_scope(ignored_scope: Optional[nncf.IgnoredScope], roles: Grap
                             f"(matched from the start of the name); op names look like: {_op_examples(names)}")
 
 
-__all__ = ["quantize", "calibration_items", "Decision"]
+__all__ = ["quantize", "QuantizationResult", "calibration_items", "Decision"]
