@@ -142,7 +142,7 @@ def cmd_finetune(args) -> dict:
 
 
 def cmd_convert(args) -> dict:
-    from .models.convert import convert_checkpoint
+    from .convert import convert_checkpoint
     from .models.surgery import QmlpConfig
 
     cfg = QmlpConfig(layernorm=not args.no_layernorm, activation=None if args.activation == "none" else args.activation,
@@ -181,7 +181,8 @@ def cmd_eval(args) -> dict:
 
 # ---------------------------------------------------------------- quantize / qat
 def cmd_quantize(args) -> dict:
-    from .quantization.workflow import RecipeChoice, quantize_to_dir
+    from .export.pipeline import quantize_to_dir
+    from .quantization.workflow import RecipeChoice
 
     if args.list_recipes:
         from .quantization.recipes import list_recipes, load_recipe

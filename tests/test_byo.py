@@ -15,7 +15,7 @@ from qmlp_nncf.sources import DataOptions, DataSource, ModelSource, parse_model_
 
 from conftest import REPO
 
-VAL_IMAGES = 2000  # the first test images, written as PNG files
+VAL_IMAGES = 1000  # the first test images, written as PNG files
 CALIBRATION = 64  # quantize: all of NNCF's items and the post-pass's are these images
 
 

@@ -119,7 +119,7 @@ def test_imagenet_folder_errors(tmp_path):
     import timm
 
     model = timm.create_model("mixer_s16_224")
-    with pytest.raises(DataError, match="no such folder"):
+    with pytest.raises(DataError, match="does not exist"):
         DataSource(str(tmp_path / "nope")).dataset("val", model)
     with pytest.raises(DataError, match="no class sub-folders"):
         DataSource(str(tmp_path)).dataset("val", model)

@@ -1,10 +1,21 @@
 """Model source (+ recipe, calibrated on a data source) -> OpenVINO IR folder or OVMS repository
-(``qmlp export``), optionally with the IR's accuracy and torch agreement on the val split."""
+(``qmlp export``), optionally with the IR's accuracy and torch agreement on the val split; and
+``quantize_to_dir`` (``qmlp quantize``): PTQ, val top-1, ``quantized.pth`` and ``ir/`` in one folder,
+all or nothing."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
-from ..sources import DataSource, ModelSource, subset
+from ..quantization.ptq import QuantizationResult
+from ..quantization.workflow import RecipeChoice, quantize_source
+from ..sources import DataSource, LoadedModel, ModelSource, data_config_of, subset
 from .evaluate import torch_ir_agreement
 from .openvino_ir import ExportError, ExportResult, check_target, export_ir, target_dir
 from .prepare import FP32, prepare
@@ -40,3 +51,90 @@ def export_model(source: ModelSource, out: Optional[str] = None, *, recipe: str 
     return export_ir(prepared.model, ovms_repo or out, (batch, *prepared.input_shape), dynamic_batch=dynamic_batch,
                      metadata=prepared.metadata, ovms_name=ovms_name, ovms_version=ovms_version, force=force,
                      measure=measure)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class QuantizeRun:
+    """What ``qmlp quantize`` produced."""
+
+    result: QuantizationResult
+    top1: float
+    n: int
+    checkpoint: Path
+    ir: Optional[Path] = None
+    ir_mb: Optional[float] = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = {"top1": self.top1, "n": self.n, **self.result.summary(), "checkpoint": str(self.checkpoint), **self.extra}
+        if self.ir is not None:
+            d.update(ir=str(self.ir), ir_mb=self.ir_mb)
+        return d
+
+
+def staged_dir(out: Path, force: bool) -> Path:
+    """A temporary folder next to ``out`` to build into (renamed into place by :func:`commit_dir`)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ValueError(f"{out} is not empty; pass --force to overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+
+
+def commit_dir(tmp: Path, out: Path) -> None:
+    tmp.chmod(0o755)
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "x")
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice, out: str | Path, *,
+                    calibration_size: int = 0, limit: int = 0, export: bool = True, force: bool = False,
+                    batch_size: int = 256, seed: int = 0, progress: bool = False, log=_log) -> QuantizeRun:
+    """Quantize, evaluate on val, write ``quantized.pth`` (+ ``ir/model.xml``) to ``out`` atomically."""
+    from ..checkpoint import quantized_payload, save_checkpoint
+    from ..evaluation import evaluate
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ValueError(f"{out} is not empty; pass --force to overwrite")
+    val = subset(data.dataset("val", loaded.model), limit)  # fail on bad data before the slow part
+    result = quantize_source(loaded, data, choice, calibration_size, seed, log)
+    metrics = evaluate(result.model, val, batch_size=batch_size, progress=progress)
+    source = loaded.source.describe()
+    payload = {"state_dict": result.model.state_dict(), "arch": loaded.arch,
+               "model_kwargs": loaded.meta.get("model_kwargs", {}), "recipe": result.recipe.name,
+               "report": result.report, "top1": metrics["top1"], "test_images": metrics["n"],
+               "float_top1": loaded.meta.get("top1"), "source": loaded.source.checkpoint or loaded.arch,
+               "model_source": loaded.source.to_json(), "data": data.to_json(),
+               **{k: loaded.meta[k] for k in ("qmlp_surgery", "base") if k in loaded.meta},
+               **quantized_payload(result.model)}
+    tmp = staged_dir(out, force)
+    try:
+        save_checkpoint(tmp / "quantized.pth", payload)
+        run = QuantizeRun(result, metrics["top1"], metrics["n"], out / "quantized.pth",
+                          extra={"model": loaded.arch, "float_top1": loaded.meta.get("top1"),
+                                 "data": data.describe("val"), "calibration": data.describe("train")})
+        if export:
+            shape = (1, *data.input_size(loaded.model))
+            ir = export_ir(result.model, tmp / "ir", shape, metadata={
+                "recipe": result.recipe.name, "source_checkpoint": source, "torch_top1": metrics["top1"],
+                "test_images": metrics["n"], "evaluation_data": data.describe("val"),
+                "calibration": f"{data.describe('train')} x{result.calibration_items}",
+                "data_config": json.dumps(data_config_of(loaded.model, data))})
+            run.ir, run.ir_mb = out / "ir" / ir.xml.name, round(ir.bin.stat().st_size / 2**20, 3)
+        commit_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log(f"wrote {out}")
+    return run

@@ -14,8 +14,8 @@ import timm
 import torch
 from torch.utils.data import DataLoader
 
-from ..sources import DataSource, ModelSource, subset
-from .surgery import QmlpConfig, to_qmlp
+from .sources import DataSource, ModelSource, subset
+from .models.surgery import QmlpConfig, to_qmlp
 
 
 def _log(msg: str) -> None:
@@ -39,7 +39,7 @@ def _top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def convert_checkpoint(source: ModelSource, data: DataSource, out: str | Path, cfg: QmlpConfig = QmlpConfig(),
                        limit: int = 1000, batch_size: int = 256, log=_log) -> dict:
     """Convert ``source`` to Q-MLP, check it on ``limit`` val images of ``data``, write ``out``."""
-    from ..checkpoint import create_model, load_model, save_checkpoint
+    from .checkpoint import create_model, load_model, save_checkpoint
 
     if limit < 1:
         raise ValueError(f"--limit must be positive, got {limit}")
@@ -88,6 +88,6 @@ def convert_checkpoint(source: ModelSource, data: DataSource, out: str | Path, c
 
 
 def _zoo_checkpoint(name: str) -> Path:
-    from ..zoo import get_entry
+    from .zoo import get_entry
 
     return get_entry(name).checkpoint
