@@ -252,3 +252,12 @@ def test_python_dash_m_is_the_qmlp_command():
                        cwd=REPO, timeout=300)
     assert r.returncode == 0, r.stderr[-1000:]
     assert {e["name"] for e in json.loads(r.stdout)} >= {"resmlp_fmnist", "qmlp_resmlp_fmnist"}
+
+
+def test_train_split_smaller_than_the_batch_is_an_error(tmp_path):
+    from qmlp_nncf.training import TrainConfig, train
+
+    with pytest.raises(ValueError, match="has 4 images, fewer than the batch size 8"):
+        train(TrainConfig(model="resmlp_fmnist", out=str(tmp_path / "run"), epochs=1, batch_size=8, train_subset=4),
+              log=lambda m: None)
+    assert not (tmp_path / "run").exists()

@@ -487,7 +487,9 @@ def markdown(result: dict) -> str:
             f"{r['ir_mb']:.3f}" if "ir_mb" in r else "-", f"{r['analytic_mb']:.3f}", f"{r['ptq_s']:.1f}",
             target]) + " |")
     n = result["rows"][0]["n"] if result["rows"] else 0
-    lines += ["", f"Top-1 in % on the first {n} Fashion-MNIST test images; Δ vs the float top-1 re-measured on "
+    spec = (result["config"].get("data") or {}).get("spec")
+    where = f"val images of {spec}" if spec else "Fashion-MNIST test images"
+    lines += ["", f"Top-1 in % on the first {n} {where}; Δ vs the float top-1 re-measured on "
                   f"the same images; IR = OpenVINO CPU, f32 hint. Float sizes: "
                   + ", ".join(f"{m} {f['analytic_mb']:.3f} MB" for m, f in floats.items()) + "."]
     limits = "; ".join(f"{r} {v}" + (f" (QAT {TARGET_QAT_DROP_PT[r]})" if r in TARGET_QAT_DROP_PT else "")

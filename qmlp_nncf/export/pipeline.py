@@ -37,6 +37,7 @@ def export_model(source: ModelSource, out: Optional[str] = None, *, recipe: str 
     if random_calibration and evaluate:
         raise ExportError("--evaluate needs real data; it cannot go with --random-calibration")
     check_target(target_dir(ovms_repo or out, ovms_name, ovms_version), force)
+    _int8_note(recipe != FP32 or bool(source.checkpoint))
     data = data or DataSource()
     prepared = prepare(source, recipe, data, calibration_size, random_calibration)
 
@@ -55,6 +56,14 @@ def export_model(source: ModelSource, out: Optional[str] = None, *, recipe: str 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _int8_note(quantized: bool) -> None:
+    from ..hardware import cpu_capabilities
+
+    note = cpu_capabilities().int8_note() if quantized else ""
+    if note:
+        _log(note)
 
 
 @dataclass
@@ -109,6 +118,8 @@ def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
         raise ValueError(f"{out} is not empty; pass --force to overwrite")
     val = subset(data.dataset("val", loaded.model), limit)  # fail on bad data before the slow part
     result = quantize_source(loaded, data, choice, calibration_size, seed, log)
+    if export:
+        _int8_note(result.recipe.weight_compression is None)
     metrics = evaluate(result.model, val, batch_size=batch_size, progress=progress)
     source = loaded.source.describe()
     payload = {"state_dict": result.model.state_dict(), "arch": loaded.arch,

@@ -131,6 +131,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, model: Optional[tor
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     per_rank = cfg.batch_size // world
+    if len(train_set) // world < per_rank:  # drop_last would leave no step at all
+        raise ValueError(f"the train split has {len(train_set)} images, fewer than the batch size {cfg.batch_size}"
+                         f"{f' over {world} processes' if world > 1 else ''}: lower --batch-size")
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = CosineLRScheduler(opt, t_initial=total, warmup_t=int(cfg.warmup_epochs * steps_per_epoch),
