@@ -487,7 +487,7 @@ def markdown(result: dict) -> str:
             f"{r['ir_mb']:.3f}" if "ir_mb" in r else "-", f"{r['analytic_mb']:.3f}", f"{r['ptq_s']:.1f}",
             target]) + " |")
     n = result["rows"][0]["n"] if result["rows"] else 0
-    spec = (result["config"].get("data") or {}).get("spec")
+    spec = (result.get("config", {}).get("data") or {}).get("spec")
     where = f"val images of {spec}" if spec else "Fashion-MNIST test images"
     lines += ["", f"Top-1 in % on the first {n} {where}; Δ vs the float top-1 re-measured on "
                   f"the same images; IR = OpenVINO CPU, f32 hint. Float sizes: "
