@@ -264,3 +264,16 @@ def test_train_split_smaller_than_the_batch_is_an_error(tmp_path):
         train(TrainConfig(model="resmlp_fmnist", out=str(tmp_path / "run"), epochs=1, batch_size=8, train_subset=4),
               log=lambda m: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_accuracy_benchmark_takes_data_and_model_sources(fmnist_png, tmp_path, capsys, one_thread):
+    from qmlp_nncf.benchmark.accuracy import main as accuracy
+    from qmlp_nncf.zoo import checkpoint_path
+
+    out = tmp_path / "acc.json"
+    assert accuracy(["--checkpoint", str(checkpoint_path("resmlp_fmnist")), "--data", str(fmnist_png), "--recipe",
+                     "qmlp_w8a8", "--limit", "100", "--no-ir", "--calibration-size", "8", "--no-progress",
+                     "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["data"]["spec"] == str(fmnist_png) and result["rows"][0]["n"] == 100
+    assert f"val images of {fmnist_png}" in capsys.readouterr().out
