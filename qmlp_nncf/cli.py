@@ -55,9 +55,9 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 def model_source(args, model_default=None):
     from .sources import ModelSource, parse_model_kwargs
 
+    kwargs = parse_model_kwargs(getattr(args, "model_kwargs", [])) or getattr(args, "config_model_kwargs", {})
     return ModelSource(name=args.model or model_default, checkpoint=args.checkpoint,
-                       pretrained_file=getattr(args, "pretrained_file", None),
-                       model_kwargs=parse_model_kwargs(getattr(args, "model_kwargs", [])))
+                       pretrained_file=getattr(args, "pretrained_file", None), model_kwargs=kwargs)
 
 
 def data_source(args, default: str | None = None):
@@ -206,8 +206,7 @@ def _from_config(args, cfg) -> None:
     if args.checkpoint and "://" in args.checkpoint:
         raise ValueError(f"config weights {args.checkpoint!r} is a URL; download it and pass --checkpoint or "
                          f"--pretrained-file (no downloads happen here)")
-    if cfg.model_kwargs and not getattr(args, "model_kwargs", None):
-        args.model_kwargs = [f"{k}={v!r}" for k, v in cfg.model_kwargs.items()]
+    args.config_model_kwargs = dict(cfg.model_kwargs or {})  # --model-kwargs win
     if args.data is None and cfg.data:
         args.data = cfg.data
     if args.data_dir is None and cfg.data_dir:
@@ -314,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--calibration-size", type=int, default=0, help="with --recipe: calibration images")
     e.add_argument("--ir", help="evaluate an OpenVINO IR (.xml) instead of a torch model")
 
-    z = new("zoo", "list the committed models and their reference top-1", cmd_zoo, model=False, data=False)
+    new("zoo", "list the committed models and their reference top-1", cmd_zoo, model=False, data=False)
 
     c = new("convert", "convert a base model to Q-MLP (exact-part check, top-1 before fine-tuning)", cmd_convert)
     c.add_argument("--out", required=True, help="converted checkpoint to write")

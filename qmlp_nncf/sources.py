@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import ast
 import inspect
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import timm
 import torch
@@ -406,4 +406,4 @@ def subset(dataset: Dataset, limit: int) -> Dataset:
 
 __all__ = ["ModelSource", "LoadedModel", "ModelInfo", "DataSource", "DataOptions", "parse_model_kwargs",
            "model_input_size", "data_config_of",
-           "check_input_size", "check_labels", "subset", "FASHION_MNIST", "replace"]
+           "check_input_size", "check_labels", "subset", "FASHION_MNIST"]

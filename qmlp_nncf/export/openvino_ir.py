@@ -7,6 +7,7 @@ leaves nothing behind and a reader never sees a half-written model.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -187,6 +188,27 @@ def target_dir(out_dir: str | Path, ovms_name: Optional[str] = None, ovms_versio
     return out_dir / ovms_name / str(ovms_version)
 
 
+@contextlib.contextmanager
+def staged_folder(target: Path):
+    """Build a folder atomically: yields a temporary folder next to ``target``; when the block succeeds it
+    replaces ``target`` (an existing one is moved aside, then dropped), when it fails it is removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the folder should read like any other
+    try:
+        yield tmp
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            target.rename(old / "x")
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def check_target(target: Path, force: bool) -> Path:
     """``target`` if an IR may be written there (absent, or a folder and ``force``)."""
     if target.exists() and not target.is_dir():
@@ -218,22 +240,10 @@ def export_ir(model: torch.nn.Module, out_dir: str | Path, input_shape: Sequence
         info.update(measure(ov_model))
     stored = set_metadata(ov_model, info)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the IR folder should read like any other
     try:
-        ov.save_model(ov_model, str(tmp / XML_NAME), compress_to_fp16=False)
-        if target.exists():  # force: move the old one aside, put the new one in, then drop the old
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            target.rename(old / "ir")
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
+        with staged_folder(target) as tmp:
+            ov.save_model(ov_model, str(tmp / XML_NAME), compress_to_fp16=False)
     except OSError as e:
         raise ExportError(f"cannot write the IR to {target}: {e}") from e
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     ovms = {"config": {"name": ovms_name, "base_path": str(target.parent)}} if ovms_name else None
     return ExportResult(target / XML_NAME, target / "model.bin", stored, ovms)

@@ -5,10 +5,7 @@ all or nothing."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -17,7 +14,7 @@ from ..quantization.ptq import QuantizationResult
 from ..quantization.workflow import RecipeChoice, quantize_source
 from ..sources import DataSource, LoadedModel, ModelSource, data_config_of, subset
 from .evaluate import torch_ir_agreement
-from .openvino_ir import ExportError, ExportResult, check_target, export_ir, target_dir
+from .openvino_ir import ExportError, ExportResult, check_target, export_ir, staged_folder, target_dir
 from .prepare import FP32, prepare
 
 
@@ -85,27 +82,6 @@ class QuantizeRun:
         return d
 
 
-def staged_dir(out: Path, force: bool) -> Path:
-    """A temporary folder next to ``out`` to build into (renamed into place by :func:`commit_dir`)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ValueError(f"{out} is not empty; pass --force to overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-
-
-def commit_dir(tmp: Path, out: Path) -> None:
-    tmp.chmod(0o755)
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / "x")
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
 def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice, out: str | Path, *,
                     calibration_size: int = 0, limit: int = 0, export: bool = True, force: bool = False,
                     batch_size: int = 256, seed: int = 0, progress: bool = False, log=_log) -> QuantizeRun:
@@ -114,6 +90,8 @@ def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
     from ..evaluation import evaluate
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise ValueError(f"{out} is not empty; pass --force to overwrite")
     val = subset(data.dataset("val", loaded.model), limit)  # fail on bad data before the slow part
@@ -129,8 +107,7 @@ def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
                "model_source": loaded.source.to_json(), "data": data.to_json(),
                **{k: loaded.meta[k] for k in ("qmlp_surgery", "base") if k in loaded.meta},
                **quantized_payload(result.model)}
-    tmp = staged_dir(out, force)
-    try:
+    with staged_folder(out) as tmp:
         save_checkpoint(tmp / "quantized.pth", payload)
         run = QuantizeRun(result, metrics["top1"], metrics["n"], out / "quantized.pth",
                           extra={"model": loaded.arch, "float_top1": loaded.meta.get("top1"),
@@ -143,9 +120,5 @@ def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
                 "calibration": f"{data.describe('train')} x{result.calibration_items}",
                 "data_config": json.dumps(data_config_of(loaded.model, data))})
             run.ir, run.ir_mb = out / "ir" / ir.xml.name, round(ir.bin.stat().st_size / 2**20, 3)
-        commit_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {out}")
     return run

@@ -25,7 +25,7 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 from tqdm import tqdm
 
-from ..checkpoint import (QUANTIZED_PROVENANCE, create_model, load_model, quantized_payload, read_checkpoint,
+from ..checkpoint import (QUANTIZED_PROVENANCE, load_model, quantized_payload, read_checkpoint,
                           save_checkpoint)
 from ..device import autocast_dtype, ddp_backend, default_workers, select_device
 from ..evaluation import evaluate
