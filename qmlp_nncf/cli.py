@@ -187,7 +187,11 @@ def cmd_quantize(args) -> dict:
     if args.list_recipes:
         from .quantization.recipes import list_recipes, load_recipe
 
-        return {name: load_recipe(name).description for name in list_recipes()}
+        from .quantization.auto import TARGETS
+
+        return {**{name: load_recipe(name).description for name in list_recipes()},
+                **{f"auto:{t}": f"searched for the model on its calibration data: every Linear inside the blocks "
+                                f"{t[:2]} weights, {t[2:]} inputs (quantization.auto)" for t in TARGETS}}
     if not args.out:
         raise ValueError("give --out DIR: the folder for quantized.pth and ir/model.xml")
     choice = RecipeChoice.resolve(args.recipe, args.config)
@@ -246,6 +250,41 @@ def cmd_qat(args) -> dict:
                                 device=args.device, workers=args.workers)
     result = qat(quantized, cfg, resume=args.resume, log=_log)
     return {k: result[k] for k in ("top1", "epoch", "train_time_s") if k in result} | {"recipe": meta.get("recipe")}
+
+
+# ---------------------------------------------------------------- analyze
+def cmd_analyze(args) -> dict:
+    from .analysis import analyze
+    from .sources import ModelSource
+
+    if not args.out and not args.suggest_recipe:
+        raise ValueError("give --out DIR (the report) and/or --suggest-recipe FILE")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} exists and is not a folder")
+    if args.out and Path(args.out).is_dir() and any(Path(args.out).iterdir()) and not args.force:
+        raise ValueError(f"--out {args.out} is not empty; pass --force to replace it")
+    loaded = model_source(args).load(float_for="qmlp analyze")
+    data = data_source(args)
+    compare = None
+    if args.compare:
+        is_file = Path(args.compare).is_file()
+        compare = ModelSource(name=None if is_file else args.compare,
+                              checkpoint=args.compare if is_file else None).load(float_for="qmlp analyze --compare")
+    result = analyze(loaded.model, data, args.out, name=loaded.source.describe(),
+                     compare=compare.model if compare else None,
+                     compare_name=compare.source.describe() if compare else "",
+                     calibration_size=args.calibration_size, eval_size=args.eval_size, seed=args.seed,
+                     max_minutes=args.max_minutes, per_site=not args.no_per_site,
+                     suggest=args.target if (args.suggest_recipe or not args.no_suggest) else None,
+                     suggest_path=args.suggest_recipe)
+    d = {"model": result.model, "seconds": round(result.seconds, 1),
+         "files": {k: str(v) for k, v in result.files.items()}}
+    if result.sensitivity is not None and result.sensitivity.groups:
+        d["most_sensitive_groups"] = [{"group": r.name, "best4": r.best4, **(r.best4_metrics() or {})}
+                                      for r in result.sensitivity.groups[:5]]
+    if result.suggestion is not None:
+        d["suggestion_heldout"] = result.suggestion.metrics.to_dict()
+    return d
 
 
 # ---------------------------------------------------------------- export / zoo
@@ -343,6 +382,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, default=0, help="evaluate on the first N val images only")
     q.add_argument("--no-export", action="store_true", help="skip the OpenVINO IR export")
     q.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+
+    n = new("analyze", "why a model is hard to quantize: ranges, sensitivity, figures, report.html, and the "
+                       "recipe that follows", cmd_analyze)
+    n.add_argument("--out", help="report folder: report.html, report.md, analysis.json, *.png")
+    n.add_argument("--compare", metavar="MODEL", help="a second model (zoo/timm name or checkpoint) whose ranges "
+                                                      "are drawn beside (e.g. the Q-MLP model of a base model)")
+    n.add_argument("--suggest-recipe", metavar="FILE", help="write the suggested recipe (JSON, for --recipe FILE)")
+    n.add_argument("--target", choices=("w4a4", "w4a8", "w8a8"), default="w4a4", help="bit budget of the recipe")
+    n.add_argument("--no-suggest", action="store_true", help="skip the recipe search (sensitivity only)")
+    n.add_argument("--calibration-size", type=int, default=300, help="train images for the statistics")
+    n.add_argument("--eval-size", type=int, default=500, help="held-out train images for the sensitivity")
+    n.add_argument("--max-minutes", type=float, default=20.0, help="bound on the sweeps and the search")
+    n.add_argument("--no-per-site", action="store_true", help="role groups only (faster on deep models)")
+    n.add_argument("--seed", type=int, default=0, help="the draw of calibration and held-out images")
+    n.add_argument("--force", action="store_true", help="replace a non-empty --out")
 
     a = new("qat", "quantization-aware fine-tuning of a `qmlp quantize` checkpoint (torchrun-ready)", cmd_qat,
             model=False, device=True)

@@ -138,11 +138,22 @@ def check_recipes(names: list[str]) -> list[str]:
     """``names`` (all recipes when empty); an unknown name fails with the valid ones."""
     from ..quantization import list_recipes
 
-    known = list_recipes()
+    from ..quantization.auto import TARGETS
+
+    known = list_recipes() + [f"auto:{t}" for t in TARGETS]
     unknown = [n for n in names if n not in known]
     if unknown:
         raise AccuracyError(f"unknown recipe(s) {unknown}; choose from {', '.join(known)}")
     return list(dict.fromkeys(names)) if names else known
+
+
+class _Auto:  # an auto: recipe is searched per model: it fits every model
+    expects_qmlp = False
+    weight_compression = None
+    calibration_size = 300
+
+
+AUTO_PLACEHOLDER = _Auto()
 
 
 def mismatched(model: BenchModel, recipe) -> bool:
@@ -154,7 +165,8 @@ def plan(models: list[BenchModel], recipes: list[str], matching_only: bool) -> l
     """(model, recipe, mismatched) for every run."""
     from ..quantization import load_recipe
 
-    loaded = {r: load_recipe(r) for r in recipes}
+    loaded = {r: load_recipe(r) for r in recipes if not r.startswith("auto:")}
+    loaded.update({r: AUTO_PLACEHOLDER for r in recipes if r.startswith("auto:")})
     runs = [(m, r, mismatched(m, loaded[r])) for m in models for r in recipes]
     return [run for run in runs if not (matching_only and run[2])]
 
@@ -299,12 +311,12 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
                                       "params": sum(p.numel() for p in float_model.parameters()),
                                       "analytic_mb": analytic_mb(float_model, {})}
             float_top1 = floats[model.name]["top1"]
-            recipe = load_recipe(recipe_name)
+            recipe = AUTO_PLACEHOLDER if recipe_name.startswith("auto:") else load_recipe(recipe_name)
             size = cfg.calibration_size or recipe.calibration_size
             t0 = time.perf_counter()
-            q = quantize(copy.deepcopy(float_model), data.calibration(float_model, size), recipe,
-                         calibration_size=size, log=log)
-            quantized = q.model
+            q = quantize(copy.deepcopy(float_model), data.calibration(float_model, size),
+                         recipe_name if recipe is AUTO_PLACEHOLDER else recipe, calibration_size=size, log=log)
+            quantized, recipe = q.model, q.recipe
             base = {"model": model.name, "recipe": recipe_name, "mismatched": mis, "calibration_size": size,
                     "n": len(test), "float_top1_reference": model.reference_top1, "float_top1": float_top1,
                     "ptq_s": time.perf_counter() - t0, "quantizers": q.quantizers}
@@ -328,7 +340,7 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
                     + f" (float {float_top1:.4f}), PTQ {row['ptq_s']:.1f} s")
     return {"config": asdict(cfg), "machine": machine, "notes": list(dict.fromkeys(notes)),
             "floats": [{k: _round(v) for k, v in f.items()} for f in floats.values()],
-            "rows": rows, "margins": margins(rows, models)}
+            "rows": rows, "margins": margins(rows, models), "auto_vs_hand": auto_vs_hand(rows)}
 
 
 def margins(rows: list[dict], models: list[BenchModel]) -> list[dict]:
@@ -341,6 +353,25 @@ def margins(rows: list[dict], models: list[BenchModel]) -> list[dict]:
             if m.is_qmlp and ours and theirs:
                 out.append({"model": m.name, "recipe": recipe, "base": m.base, "baseline": baseline,
                             "margin_pt": round(100 * (ours["torch_top1"] - theirs["torch_top1"]), 3)})
+    return out
+
+
+AUTO_BASELINES = {"auto:w4a4": ("qmlp_w4a4", "nncf_transformer_w4a4", "plain_w4a4_minmax", "plain_w4a4_p999",
+                                 "plain_w4a4_p9999")}
+
+
+def auto_vs_hand(rows: list[dict]) -> list[dict]:
+    """The auto recipe against the best of the hand-written and baseline recipes measured on the same model
+    (PTQ, torch top-1): the target is ``margin_pt >= 0``."""
+    by = {(r["model"], r["recipe"]): r for r in rows if r["mode"] == "ptq"}
+    out = []
+    for (model, recipe), row in by.items():
+        others = [by[(model, b)] for b in AUTO_BASELINES.get(recipe, ()) if (model, b) in by]
+        if others:
+            best = max(others, key=lambda r: r["torch_top1"])
+            out.append({"model": model, "recipe": recipe, "top1": row["torch_top1"], "best_other": best["recipe"],
+                        "best_other_top1": best["torch_top1"], "compared": [r["recipe"] for r in others],
+                        "margin_pt": round(100 * (row["torch_top1"] - best["torch_top1"]), 3)})
     return out
 
 
@@ -498,6 +529,9 @@ def markdown(result: dict) -> str:
               f"IR within {TARGET_IR_VS_TORCH_PT} pt of torch."]
     lines += [f"Margin: {m['recipe']} on {m['model']} vs {m['baseline']} on {m['base']}: {m['margin_pt']:+.2f} pt"
               for m in result["margins"]]
+    lines += [f"Auto: {a['recipe']} on {a['model']} {100 * a['top1']:.2f} % vs the best of {len(a['compared'])} "
+              f"others ({a['best_other']} {100 * a['best_other_top1']:.2f} %): {a['margin_pt']:+.2f} pt "
+              f"({'met' if a['margin_pt'] >= 0 else 'MISSED'})" for a in result.get("auto_vs_hand", [])]
     lines += [f"Note: {n}" for n in result["notes"]]
     return "\n".join(lines)
 

@@ -109,6 +109,8 @@ def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
                **quantized_payload(result.model)}
     with staged_folder(out) as tmp:
         save_checkpoint(tmp / "quantized.pth", payload)
+        if result.auto is not None:  # the searched recipe, reusable with --recipe FILE
+            (tmp / "recipe.json").write_text(json.dumps(result.auto.recipe_json, indent=2) + "\n")
         run = QuantizeRun(result, metrics["top1"], metrics["n"], out / "quantized.pth",
                           extra={"model": loaded.arch, "float_top1": loaded.meta.get("top1"),
                                  "data": data.describe("val"), "calibration": data.describe("train")})

@@ -59,7 +59,9 @@ def known_recipes() -> list[str]:
         from ..quantization import list_recipes
     except ImportError:
         return [FP32]
-    return [FP32, *[r for r in list_recipes() if r != FP32]]
+    from ..quantization.auto import TARGETS
+
+    return [FP32, *[r for r in list_recipes() if r != FP32], *[f"auto:{t}" for t in TARGETS]]
 
 
 def check_recipe(recipe: str) -> None:

@@ -47,9 +47,14 @@ def fake_quantize(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, levels
 def mse_shrink(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, levels: int, dim: int = -1) -> torch.Tensor:
     """The factor in ``SHRINK_FACTORS`` for which ``[f * low, f * high]`` quantizes ``x`` with the least squared
     error, per slice along ``dim`` (``low``/``high`` broadcast against ``x`` with that dim reduced)."""
-    errors = torch.stack([(fake_quantize(x, f * low, f * high, levels) - x).pow(2).sum(dim=dim)
-                          for f in SHRINK_FACTORS.to(x.dtype)])
-    return SHRINK_FACTORS.to(x.dtype)[errors.argmin(dim=0)]
+    factors = SHRINK_FACTORS.to(x.dtype)
+    errors = []
+    for f in factors:  # fake_quantize's arithmetic, in place: ~18x faster on 600k-value activation samples
+        lo, hi = f * low, f * high
+        step = ((hi - lo) / (levels - 1)).clamp_min(1e-12)
+        err = (x - lo).div_(step).round_().clamp_(0, levels - 1).mul_(step).add_(lo).sub_(x)
+        errors.append(err.mul_(err).sum(dim=dim))
+    return factors[torch.stack(errors).argmin(dim=0)]
 
 
 class RangeCollector(nn.Module):
@@ -83,6 +88,15 @@ class RangeCollector(nn.Module):
                     pick = torch.randint(row.numel(), (min(row.numel(), MSE_SAMPLE),), generator=self._generator)
                     self._samples.append(row[pick])
         return x
+
+    @classmethod
+    def from_stats(cls, spec: QuantizerSpec, lows: list[float], highs: list[float], minimum: float,
+                   samples: list[torch.Tensor]) -> "RangeCollector":
+        """A collector holding already-reduced per-item statistics (``analysis.SiteStats`` collects them once
+        for many specs): ``range()`` then gives exactly what observing the same items would."""
+        c = cls(spec)
+        c._lows, c._highs, c._min, c._samples = list(lows), list(highs), minimum, list(samples)
+        return c
 
     def range(self) -> tuple[float, float]:
         """``(low, high)``; symmetric ranges are ``(-a, a)``, or ``(0, a)`` for non-negative tensors."""

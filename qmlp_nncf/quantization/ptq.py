@@ -73,6 +73,7 @@ def bound_heap_growth() -> None:
         pass
 
 
+AUTO_CALIBRATION = 300  # calibration items of recipe="auto:..." (ranges and the search objective)
 NNCF_SEED_ITEMS = 64  # calibration items nncf.quantize sees when the post-pass recalibrates every quantizer
 
 
@@ -123,6 +124,7 @@ class QuantizationResult:
     seconds: float
     family: str
     calibration_items: int
+    auto: Optional[object] = None  # quantization.auto.AutoResult for recipe="auto:..."
 
     @property
     def recipe_name(self) -> str:
@@ -137,13 +139,16 @@ class QuantizationResult:
              "calibration_items": self.calibration_items, "ptq_time_s": round(self.seconds, 2)}
         if self.range_tuning is not None:
             d["range_tuning"] = self.range_tuning
+        if self.auto is not None:
+            d["auto"] = {"target": self.auto.target, "kl": self.auto.metrics.kl, "seconds": round(self.auto.seconds, 1),
+                         "evaluations": self.auto.evaluations, "complete": self.auto.complete}
         return d
 
 
 def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "qmlp_w8a8",
              *, config: Optional[str | dict] = None, extra_rules: tuple = (),
              ignored_scope: Optional[nncf.IgnoredScope] = None,
-             calibration_size: Optional[int] = None,
+             calibration_size: Optional[int] = None, auto_max_minutes: float = 10.0,
              log=lambda msg: print(msg, file=sys.stderr)) -> QuantizationResult:
     """Quantize ``model`` with a recipe; returns a :class:`QuantizationResult` whose ``model`` is a new
     NNCF model (``model`` is left untouched).
@@ -152,21 +157,38 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     ``config`` (an NNCF-style JSON path or dict, see docs/config.md) replaces ``recipe`` and
     ``ignored_scope`` with what it describes.
     An ``ignored_scope`` name or pattern that matches no op raises ``SpecError``.
+    ``recipe="auto:w4a4"`` (``auto:w4a8``, ``auto:w8a8``) first searches the specs for this model on the
+    calibration items (``quantization.auto``; at most ``auto_max_minutes``); ``result.auto`` then holds the
+    search and ``result.recipe_json`` the recipe, to save and reuse with ``--recipe FILE``.
     """
     if config is not None:
         from .config import load_config
 
         cfg = load_config(config)
         recipe, ignored_scope = cfg.recipe, cfg.ignored_scope
-    recipe = load_recipe(recipe) if isinstance(recipe, str) else recipe
-    recipe = recipe.with_rules(tuple(extra_rules))
+    auto = isinstance(recipe, str) and recipe.startswith("auto:")
+    if auto:
+        from .auto import parse_target
+
+        parse_target(recipe)  # a bad target fails before any work
+    else:
+        recipe = load_recipe(recipe) if isinstance(recipe, str) else recipe
     if is_quantized(model):
         raise ValueError("the model already holds NNCF quantizers; quantize its float model (load the float "
                          "checkpoint, or keep the model you passed to quantize() before)")
     model = model.eval()
     bound_heap_growth()
     t0 = time.time()
-    items = calibration_items(dataset, calibration_size or recipe.calibration_size)
+    items = calibration_items(dataset, calibration_size or (AUTO_CALIBRATION if auto else recipe.calibration_size))
+    search = None
+    if auto:
+        from .auto import auto_recipe
+
+        log(f"{recipe}: searching the quantizer specs on {len(items)} calibration items "
+            f"(at most {auto_max_minutes:g} min)")
+        search = auto_recipe(model, items, recipe, max_minutes=auto_max_minutes, log=log)
+        recipe = search.recipe
+    recipe = recipe.with_rules(tuple(extra_rules))
     family, is_qmlp = model_family(model)
     if recipe.expects_qmlp and not is_qmlp:
         log(f"note: recipe {recipe.name} is meant for Q-MLP models (LayerNorm, bounded activation, token groups); "
@@ -196,7 +218,8 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
                 f"{tuning['kl_after']:.4f} in {tuning['seconds']:.0f} s")
             record_ranges(quantized, decisions)
         report = [d.to_dict() for d in decisions]
-    result = QuantizationResult(quantized.eval(), report, recipe, tuning, time.time() - t0, family, len(items))
+    result = QuantizationResult(quantized.eval(), report, recipe, tuning, time.time() - t0, family, len(items),
+                                search)
     log(f"{recipe.name}: quantized {family} model in {result.seconds:.1f} s ({result.quantizers} quantizers)")
     return result
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..sources import DataSource, LoadedModel
-from .ptq import QuantizationResult, quantize
+from .ptq import AUTO_CALIBRATION, QuantizationResult, quantize
 
 
 def _log(msg: str) -> None:
@@ -33,6 +33,11 @@ class RecipeChoice:
             return cls(cfg.recipe, cfg.ignored_scope, cfg)
         if not recipe:
             raise ValueError("give --recipe NAME (see `qmlp quantize --list-recipes`) or --config FILE")
+        if recipe.startswith("auto:"):  # searched per model at quantization time (quantization.auto)
+            from .auto import parse_target
+
+            parse_target(recipe)
+            return cls(recipe)
         from .recipes import load_recipe
 
         return cls(load_recipe(recipe))
@@ -60,6 +65,6 @@ def quantize_source(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
                     seed: int = 0, log=_log) -> QuantizationResult:
     """PTQ of a float model with calibration images from ``data``'s train split."""
     check_config_fits(choice, loaded, data)
-    size = calibration_size or choice.recipe.calibration_size
+    size = calibration_size or getattr(choice.recipe, "calibration_size", AUTO_CALIBRATION)
     calib = data.calibration(loaded.model, size, seed)
     return quantize(loaded.model, calib, choice.recipe, ignored_scope=choice.ignored_scope, log=log)

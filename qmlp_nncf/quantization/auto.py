@@ -1,0 +1,225 @@
+"""``recipe="auto:w4a4"`` (``auto:w4a8``, ``auto:w8a8``): a recipe searched for one model on its calibration data.
+
+The bit budget is fixed by the target and is the hand recipes' budget: ``w4`` = every Linear weight inside the
+blocks 4-bit per channel, ``a4`` = every Linear input inside the blocks 4-bit; the patch embedding and the
+classifier (weights and inputs) stay 8-bit; tensors that feed no Linear/Conv stay float (NNCF's TRANSFORMER
+placement). What the search chooses, per quantizer, is the rest of the spec: symmetric or affine, and the range
+estimator (min-max, percentile 99 / 99.9 / 99.99, mse; min-max or mse for weights). Objective: the mean KL
+divergence of the quantized model's output from the float model's on the calibration items (no labels are used,
+no test data is seen). Search, on a :class:`~.probe.Probe`: the best uniform assignment, then one pass of
+coordinate descent per role group, then one per site over the best variants of its group, within
+``max_minutes``. The result is an ordinary recipe
+(JSON-serialisable, valid input for ``qmlp quantize --recipe FILE``).
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from .probe import (EDGE_INPUT_ROLES, Metrics, Probe, activation_variants, is_block_weight, is_gemm_input,
+                    quantized_by_transformer_placement, site_group, weight_variants)
+from .recipes import Recipe
+from .roles import Site
+from .specs import QuantizerSpec, RangeSpec, SpecError
+
+TARGETS = {"w4a4": (4, 4), "w4a8": (4, 8), "w8a8": (8, 8)}
+EDGE_BITS = 8
+SITE_CANDIDATES = 4  # per site, the best variants of its role group are tried
+EVAL_ITEMS = 128  # calibration items the objective is measured on (recipe="auto:..." in quantize)
+EIGHT_BIT_EDGE_WEIGHT = QuantizerSpec(8, True, True, RangeSpec("min_max"))
+
+
+def parse_target(recipe: str) -> tuple[int, int]:
+    """``"auto:w4a4"`` -> (4, 4)."""
+    target = recipe.split(":", 1)[1] if recipe.startswith("auto:") else recipe
+    if target not in TARGETS:
+        raise SpecError(f"recipe {recipe!r}: unknown auto target {target!r}; choose one of "
+                        f"{', '.join('auto:' + t for t in TARGETS)}")
+    return TARGETS[target]
+
+
+@dataclass
+class SearchStep:
+    stage: str  # uniform | group | site
+    what: str
+    spec: str
+    kl: float
+    kept: bool
+
+
+@dataclass
+class AutoResult:
+    """The searched assignment (hook -> spec), its metrics on the probe, the recipe, and the search log."""
+
+    target: str
+    config: dict
+    metrics: Metrics
+    recipe: Recipe
+    recipe_json: dict
+    steps: list = field(default_factory=list)
+    seconds: float = 0.0
+    evaluations: int = 0
+    complete: bool = True  # False when max_minutes stopped the search early
+
+
+def _eligible(probe: Probe) -> list[Site]:
+    return [s for s in probe.sites if quantized_by_transformer_placement(s)]
+
+
+def _fixed_and_free(probe: Probe, w_bits: int, a_bits: int):
+    """Sites with a fixed spec (stem / head) and the free ones with their candidate specs."""
+    fixed, free = {}, {}
+    for s in _eligible(probe):
+        if s.is_weight:
+            if is_block_weight(s):
+                free[s.hook_name] = weight_variants(w_bits)
+            else:
+                fixed[s.hook_name] = EIGHT_BIT_EDGE_WEIGHT
+        elif is_gemm_input(s):
+            free[s.hook_name] = activation_variants(a_bits)
+        elif any(r in s.roles for r in EDGE_INPUT_ROLES) or s.consumers:
+            free[s.hook_name] = activation_variants(EDGE_BITS)
+    return fixed, free
+
+
+def search(probe: Probe, target: str = "w4a4", max_minutes: float = 10.0,
+           log: Callable[[str], None] = lambda m: None) -> AutoResult:
+    """Search the specs of ``target`` on ``probe`` (see the module docstring)."""
+    w_bits, a_bits = parse_target(target)
+    t0, start_evals = time.time(), probe.evaluations
+    deadline = t0 + 60 * max_minutes
+    fixed, free = _fixed_and_free(probe, w_bits, a_bits)
+    sites = {s.hook_name: s for s in probe.sites}
+    steps: list[SearchStep] = []
+
+    def run(cfg):
+        return probe.evaluate({**fixed, **cfg})
+
+    # 1. uniform: every free activation the same variant (per bit width), weights mse (then min-max)
+    def uniform(act_variant_index: int, weight_estimator: str) -> dict:
+        cfg = {}
+        for name, cands in free.items():
+            if sites[name].is_weight:
+                cfg[name] = next(c for c in cands if c.range.estimator == weight_estimator)
+            else:
+                cfg[name] = cands[act_variant_index]
+        return cfg
+
+    n_act = len(activation_variants(a_bits))
+    best_cfg, best = None, None
+    for i in range(n_act):
+        cfg = uniform(i, "mse")
+        m = run(cfg)
+        kept = best is None or m.kl < best.kl
+        steps.append(SearchStep("uniform", "all activations", str(activation_variants(a_bits)[i]), m.kl, kept))
+        if kept:
+            best_cfg, best = cfg, m
+    for est in ("min_max",):
+        cfg = {n: (next(c for c in free[n] if c.range.estimator == est) if sites[n].is_weight else s)
+               for n, s in best_cfg.items()}
+        m = run(cfg)
+        kept = m.kl < best.kl
+        steps.append(SearchStep("uniform", "all block weights", est, m.kl, kept))
+        if kept:
+            best_cfg, best = cfg, m
+    log(f"auto:{target}: best uniform assignment KL {best.kl:.5f} ({probe.evaluations - start_evals} evaluations)")
+
+    complete = True
+
+    ranking: dict[str, list] = {}  # group -> candidates by their KL in the group stage (best first)
+
+    def descend(stage: str, groups: dict[str, list[str]], group_of: Optional[dict] = None) -> bool:
+        nonlocal best_cfg, best
+        for what, names in groups.items():
+            cands = free[names[0]]
+            if group_of is not None:  # sites: only the variants that did best for the whole group
+                cands = ranking.get(group_of[what], cands)[:SITE_CANDIDATES]
+            tried = []
+            for cand in cands:
+                if time.time() > deadline:
+                    return False
+                if all(best_cfg[n] == cand for n in names):
+                    continue
+                cfg = {**best_cfg, **{n: cand for n in names}}
+                m = run(cfg)
+                tried.append((m.kl, cand))
+                kept = m.kl < best.kl
+                steps.append(SearchStep(stage, what, str(cand), m.kl, kept))
+                if kept:
+                    best_cfg, best = cfg, m
+            if group_of is None:
+                current = best_cfg[names[0]]
+                ranking[what] = [current] + [c for _, c in sorted(tried, key=lambda t: t[0]) if c != current]
+        return True
+
+    groups: dict[str, list[str]] = {}
+    for name in free:
+        bits = free[name][0].bits
+        groups.setdefault(f"{site_group(sites[name])} ({bits}-bit)", []).append(name)
+    complete = descend("group", groups)
+    log(f"auto:{target}: after role groups KL {best.kl:.5f} ({probe.evaluations - start_evals} evaluations)")
+    if complete:
+        group_of = {n: g for g, names in groups.items() for n in names}
+        complete = descend("site", {n: [n] for n in free}, group_of)
+        log(f"auto:{target}: after sites KL {best.kl:.5f} ({probe.evaluations - start_evals} evaluations)")
+    if not complete:
+        log(f"auto:{target}: stopped by max_minutes={max_minutes} (the best assignment so far is used)")
+    config = {**fixed, **best_cfg}
+    recipe_json = recipe_from_config(probe, config, target, best)
+    recipe = Recipe.from_dict(f"auto_{target}", recipe_json)
+    return AutoResult(target, config, best, recipe, recipe_json, steps, time.time() - t0,
+                      probe.evaluations - start_evals, complete)
+
+
+def _spec_json(spec: QuantizerSpec) -> dict:
+    return spec.to_dict()
+
+
+def _scope(site: Site) -> str:
+    names = [site.op] if site.is_weight else list(dict.fromkeys((site.op, *site.consumers)))
+    return "|".join(re.escape(n) for n in names)
+
+
+def recipe_from_config(probe: Probe, config: dict, target: str, metrics: Optional[Metrics] = None) -> dict:
+    """A recipe JSON object that makes ``qmlp quantize`` install ``config`` (hook -> spec): TRANSFORMER
+    placement, no SmoothQuant, no bias correction (so the result is what the probe measured), the most common
+    weight and activation specs as defaults, one rule per site that differs from them."""
+    sites = {s.hook_name: s for s in probe.sites}
+    acts = Counter(s for n, s in config.items() if not sites[n].is_weight)
+    weights = Counter(s for n, s in config.items() if sites[n].is_weight)
+    act_default = acts.most_common(1)[0][0] if acts else QuantizerSpec(8, False)
+    w_default = weights.most_common(1)[0][0] if weights else QuantizerSpec(8, True, True)
+    rules = []
+    for name, spec in config.items():
+        site = sites[name]
+        default = w_default if site.is_weight else act_default
+        if spec != default:
+            rules.append({"scope": _scope(site), "quantizer_kind": "weights" if site.is_weight else "activations",
+                          "spec": _spec_json(spec), "comment": site_group(site)})
+    kl = f"; KL to the float model on the calibration items {metrics.kl:.5f}" if metrics else ""
+    return {
+        "description": f"auto:{target}, searched for this model on its calibration data (qmlp_nncf.quantization."
+                       f"auto){kl}. Every Linear inside the blocks: {target[:2]} weights, {target[2:]} inputs; "
+                       f"stem and classifier 8-bit; tensors that feed no Linear stay float.",
+        "calibration_size": 300,
+        "nncf": {"model_type": "transformer", "smooth_quant": False, "fast_bias_correction": False},
+        "weights": _spec_json(w_default),
+        "activations": _spec_json(act_default),
+        "rules": rules,
+    }
+
+
+def auto_recipe(model: torch.nn.Module, items: list[torch.Tensor], target: str, max_minutes: float = 10.0,
+                log: Callable[[str], None] = lambda m: None) -> AutoResult:
+    """Search a recipe for ``model`` on the calibration ``items`` (batch-1 tensors), as ``quantize`` does for
+    ``recipe="auto:..."``."""
+    parse_target(target)
+    probe = Probe(model, items, items[:EVAL_ITEMS], None, log=log)
+    result = search(probe, target.split(":", 1)[-1], max_minutes, log)
+    result.seconds += probe.setup_seconds
+    return result

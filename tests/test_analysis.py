@@ -1,0 +1,195 @@
+"""``qmlp analyze`` and ``recipe="auto:..."``: statistics against numpy, sensitivities that must come out small
+or large, the report files, the suggested recipe, and bad arguments."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+
+
+# ---------------------------------------------------------------- statistics on known tensors
+def test_site_stats_match_numpy_and_the_range_collector():
+    from qmlp_nncf.quantization.calibration import RangeCollector
+    from qmlp_nncf.quantization.probe import SiteStats, activation_variants
+
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(4, 49, 32, generator=g) ** 3 + 0.5 for _ in range(3)]
+    stats = SiteStats()
+    for b in batches:
+        stats.observe(b)
+    x = torch.cat(batches).numpy()
+    per_item = x.reshape(len(x), -1).astype(np.float64)
+    s = stats.summary()
+    assert s["min"] == pytest.approx(x.min()) and s["max"] == pytest.approx(x.max())
+    for p in (99.0, 99.9, 99.99):
+        want = np.mean([np.percentile(np.abs(r), p) for r in per_item])
+        assert s[f"p{p:g}"] == pytest.approx(want, rel=1e-9)
+    assert s["frac_negative"] == pytest.approx(float((x < 0).mean()))
+    cmax = np.abs(x).max(axis=(0, 1))
+    assert s["channel_spread"] == pytest.approx(cmax.max() / np.median(cmax), rel=1e-6)
+    assert s["max_to_p99.99"] == pytest.approx(np.abs(x).max() / s["p99.99"])
+    # every spec's range from the statistics is what RangeCollector computes observing the same batches
+    for bits in (4, 8):
+        for spec in activation_variants(bits):
+            rc = RangeCollector(spec)
+            for b in batches:
+                rc(b)
+            assert stats.range(spec) == pytest.approx(rc.range(), rel=1e-12), spec
+
+
+# ---------------------------------------------------------------- probe and sensitivity on a zoo model
+@pytest.fixture(scope="module")
+def probe():
+    from qmlp_nncf.analysis.analyze import build_probe
+    from qmlp_nncf.sources import DataSource, ModelSource
+
+    torch.set_num_threads(1)
+    model = ModelSource("qmlp_gmlp_fmnist").load().model
+    return build_probe(model, DataSource("fashion-mnist"), 48, 96, 0, log=lambda m: None)
+
+
+def test_probe_with_every_site_off_is_the_float_model(probe):
+    with torch.no_grad():
+        assert torch.equal(probe.model_float(probe.eval_x[:32]), probe.model(probe.eval_x[:32]))
+    m = probe.evaluate({})
+    assert m.kl == pytest.approx(0.0, abs=1e-12) and m.agreement == 1.0
+
+
+def test_sensitivity_of_harmless_and_harmful_sites(probe):
+    from qmlp_nncf.quantization.specs import QuantizerSpec, RangeSpec
+
+    relu6 = [s for s in probe.sites if "activation_output" in s.roles and not s.is_weight]
+    residual = [s for s in probe.sites if s.roles == {"residual_add"}]
+    assert relu6 and residual
+    eight = QuantizerSpec(8, False, False, RangeSpec("min_max"))
+    harmless = probe.evaluate({relu6[0].hook_name: eight})
+    assert harmless.kl < 1e-3 and abs(harmless.top1_delta_pt) <= 1.0 and harmless.sqnr_db > 25
+    four = QuantizerSpec(4, True, False, RangeSpec("min_max"))
+    harmful = probe.evaluate({s.hook_name: four for s in residual})
+    assert harmful.kl > 30 * harmless.kl and harmful.sqnr_db < harmless.sqnr_db - 10
+
+
+def test_sweep_ranks_groups_and_respects_the_budget(probe):
+    from qmlp_nncf.analysis.sensitivity import sweep
+
+    sens = sweep(probe, max_minutes=5, per_site=False)
+    assert sens.complete and not sens.sites
+    kls = [r.best4_metrics()["kl"] for r in sens.groups]
+    assert kls == sorted(kls, reverse=True)
+    assert sens.groups[0].name == "residual_add"  # the residual stream at 4 bit is the known-bad one
+    assert all(r.reverse is not None for r in sens.groups)
+    stopped = sweep(probe, max_minutes=1e-6, per_site=True)
+    assert not stopped.complete
+
+
+# ---------------------------------------------------------------- the suggested recipe
+def test_auto_recipe_is_a_valid_recipe_and_quantize_installs_it(probe, tmp_path):
+    from qmlp_nncf.quantization import load_recipe, quantize
+    from qmlp_nncf.quantization.auto import search
+    from qmlp_nncf.quantization.probe import compare
+
+    result = search(probe, "w4a4", max_minutes=0.2)
+    path = tmp_path / "auto.json"
+    path.write_text(json.dumps(result.recipe_json))
+    recipe = load_recipe(str(path))
+    from qmlp_nncf.sources import DataSource
+
+    calib = DataSource("fashion-mnist").calibration(probe.model_float, probe.calibration_items)  # the probe's items
+    q = quantize(probe.model_float, calib, recipe, log=lambda m: None)
+    # every Linear inside the blocks is 4-bit (weights and inputs); stem and head 8-bit
+    for d in q.report:
+        roles = set(d["roles"])
+        if roles & {"token_mixing", "channel_mixing", "spatial_gating"} or roles & {"token_mixing_input",
+                                                                                     "channel_mixing_input"}:
+            assert d["bits"] == 4, d
+        if roles & {"classifier", "patch_embedding", "classifier_input", "patch_embedding_input"}:
+            assert d["bits"] == 8, d
+    # each quantizer got the spec the search chose for its tensor
+    chosen = {h: s for h, s in result.config.items()}
+    matched = 0
+    for d in q.report:
+        spec = chosen.get(d["hook"])
+        if spec is not None:
+            matched += 1
+            assert (d["bits"], d["symmetric"], d["range"]) == (spec.bits, spec.symmetric, spec.to_dict()["range"])
+    assert matched >= 0.9 * len(q.report)
+    # and what the probe measured is what quantize built (same items, same quantizers)
+    with torch.no_grad():
+        m = compare(probe.float_logits, q.model(probe.eval_x), probe.labels)
+    assert m.kl == pytest.approx(result.metrics.kl, rel=0.05, abs=1e-4)
+
+
+def test_auto_target_errors():
+    from qmlp_nncf.quantization import quantize
+    from qmlp_nncf.quantization.specs import SpecError
+
+    with pytest.raises(SpecError, match="auto:w4a4"):
+        quantize(torch.nn.Linear(2, 2), [torch.zeros(1, 2)], "auto:w2a2")
+
+
+# ---------------------------------------------------------------- the report, through the CLI
+def _run(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "qmlp_nncf", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_analyze_writes_the_report_and_a_recipe_quantize_accepts(tmp_path):
+    from PIL import Image
+
+    out, recipe = tmp_path / "report", tmp_path / "suggested.json"
+    r = _run("analyze", "--model", "qmlp_resmlp_fmnist", "--compare", "resmlp_fmnist", "--out", str(out),
+             "--suggest-recipe", str(recipe), "--calibration-size", "32", "--eval-size", "64", "--max-minutes", "0.4",
+             "--no-per-site", "--threads", "1", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    assert summary["most_sensitive_groups"] and "suggestion_heldout" in summary
+    for name in ("report.html", "report.md", "analysis.json", "range_by_depth.png", "sensitivity_groups.png",
+                 "histograms.png"):
+        assert (out / name).is_file(), name
+    for png in out.glob("*.png"):
+        with Image.open(png) as im:
+            im.verify()
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    for png in out.glob("*.png"):
+        assert f'data-file="{png.name}"' in html and f"({png.name})" in md
+    assert html.count("data:image/png;base64,") == len(list(out.glob("*.png")))
+    assert not list(tmp_path.glob(".report.tmp-*"))
+    data = json.loads((out / "analysis.json").read_text())
+    assert data["compare"]["model"] and data["ranges"]
+    # the recipe is valid input for qmlp quantize
+    q = _run("quantize", "--model", "qmlp_resmlp_fmnist", "--recipe", str(recipe), "--out", str(tmp_path / "q"),
+             "--limit", "200", "--calibration-size", "32", "--no-export", "--threads", "1", "--json")
+    assert q.returncode == 0, q.stderr[-2000:]
+    assert json.loads(q.stdout)["recipe"] == "suggested"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "resmlp_fmnist"], "--out DIR"),
+    (["--model", "resmlp_fmnist", "--out", "X", "--compare", "no_such_model_xyz"], "no_such_model_xyz"),
+])
+def test_analyze_bad_arguments(args, message, tmp_path):
+    args = [str(tmp_path / a) if a == "X" else a for a in args]
+    r = _run("analyze", *args, "--threads", "1", timeout=300)
+    assert r.returncode == 2 and message in r.stderr, r.stderr[-1500:]
+    assert not (tmp_path / "X").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_minutes": 0}, "--max-minutes"),
+    ({"eval_size": 70000}, "train split has"),
+    ({"eval_size": 0}, "--eval-size"),
+    ({"suggest": None, "suggest_path": "x.json"}, "needs a target"),
+])
+def test_analyze_bad_values(kwargs, message, tmp_path):
+    from qmlp_nncf.analysis import analyze
+    from qmlp_nncf.sources import DataSource, ModelSource
+
+    model = ModelSource("resmlp_fmnist").load().model
+    with pytest.raises(ValueError, match=message):
+        analyze(model, DataSource("fashion-mnist"), tmp_path / "out", **kwargs, log=lambda m: None)
+    assert not (tmp_path / "out").exists()
