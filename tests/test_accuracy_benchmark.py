@@ -124,6 +124,24 @@ def test_markdown():
            "3.0 | MISSED |" in table
     assert "vs nncf_transformer_w4a4 on b: +3.50 pt" in table and "Note: x" in table
     assert "qmlp_w4a4 0.5 (QAT 0.2) on Q-MLP models;" in table and "IR within 0.2 pt of torch." in table
+    base = dict(mismatched=False, calibration_size=300, float_top1=0.91, delta_torch_pt=-1.0, delta_ir_pt=-1.0,
+                agreement=0.99, ir_mb=0.3, analytic_mb=0.25, ptq_s=3.0, targets_met=False)
+    table = markdown({"floats": floats, "rows": [row(recipe="nncf_transformer_w4a4", **base)], "notes": [],
+                      "margins": []})
+    assert "| baseline |" in table and "MISSED" not in table  # a stock baseline is not a target
+
+
+def test_auto_vs_hand_compares_with_the_best_other_recipe():
+    from qmlp_nncf.benchmark.accuracy import auto_vs_hand
+
+    rows = [row(recipe="auto:w4a4", torch_top1=0.86), row(recipe="qmlp_w4a4", torch_top1=0.84),
+            row(recipe="plain_w4a4_p999", torch_top1=0.87), row(recipe="nncf_transformer_w4a4", torch_top1=0.85),
+            row(model="other", recipe="auto:w4a4", torch_top1=0.5), row(recipe="auto:w4a4", mode="qat")]
+    out = auto_vs_hand(rows)
+    assert len(out) == 1
+    a = out[0]
+    assert a["best_other"] == "plain_w4a4_p999" and a["margin_pt"] == pytest.approx(-1.0)
+    assert sorted(a["compared"]) == ["nncf_transformer_w4a4", "plain_w4a4_p999", "qmlp_w4a4"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -206,7 +206,7 @@ def recipe_from_config(probe: Probe, config: dict, target: str, metrics: Optiona
         "description": f"auto:{target}, searched for this model on its calibration data (qmlp_nncf.quantization."
                        f"auto){kl}. Every Linear inside the blocks: {target[:2]} weights, {target[2:]} inputs; "
                        f"stem and classifier 8-bit; tensors that feed no Linear stay float.",
-        "calibration_size": 300,
+        "calibration_size": probe.calibration_items,
         "nncf": {"model_type": "transformer", "smooth_quant": False, "fast_bias_correction": False},
         "weights": _spec_json(w_default),
         "activations": _spec_json(act_default),
