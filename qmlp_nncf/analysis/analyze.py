@@ -18,6 +18,7 @@ import torch
 
 from ..quantization.auto import AutoResult, search
 from ..quantization.probe import Probe, block_of, site_group
+from ..quantization.ptq import calibration_items, finish_auto
 from . import report as rpt
 from .sensitivity import Sensitivity, sweep
 
@@ -119,6 +120,8 @@ def analyze(model: torch.nn.Module, data, out: Optional[str | Path] = None, *, n
     if suggest:
         log(f"analyze {name}: searching the auto:{suggest} recipe (at most {share:g} min)")
         suggestion = search(probe, suggest, share, log)
+        calib = data.calibration(model, calibration_size, seed)  # the probe's calibration images
+        finish_auto(model, calibration_items(calib, calibration_size), suggestion, log)
     compare_ranges = None
     if compare is not None:
         log(f"analyze {name}: range statistics of {compare_name}")
@@ -216,7 +219,7 @@ def write_analysis(result: Analysis, probe: Probe, out: Path) -> dict:
                                   "the 16 levels of the spec each tensor gets in the suggested recipe (or its best "
                                   "4-bit variant); heavy lines: the range. Values outside the range are clipped."]})
     if result.suggestion is not None:
-        sections.append(_suggestion_section(result))
+        sections.append(_suggestion_section(result, probe))
     sections.append(_range_table(result))
     md, html_path = rpt.write_report(out, f"Quantization analysis: {title}", sections)
     files["md"], files["html"] = md, html_path
@@ -300,9 +303,9 @@ def _site_section(result: Analysis, figure: Path) -> dict:
                      "(per-channel min-max / mse for weights)."]}
 
 
-def _suggestion_section(result: Analysis) -> dict:
+def _suggestion_section(result: Analysis, probe: Probe) -> dict:
     sug = result.suggestion
-    acts = [v for k, v in sug.config.items() if not probe_site_is_weight(k, sug)]
+    acts = [v for k, v in sug.config.items() if not probe.site(k).is_weight]
     n_aff = sum(not v.symmetric for v in acts)
     from collections import Counter
 
@@ -315,10 +318,6 @@ def _suggestion_section(result: Analysis) -> dict:
                      f"Activations: {n_aff} of {len(acts)} affine; ranges: "
                      + ", ".join(f"{k} x{v}" for k, v in est.most_common()) + ".",
                      "Use it with `qmlp quantize --recipe FILE` (the file given to --suggest-recipe)."]}
-
-
-def probe_site_is_weight(hook: str, sug: AutoResult) -> bool:
-    return sug.config[hook].per_channel
 
 
 def _range_table(result: Analysis) -> dict:

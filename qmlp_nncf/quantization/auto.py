@@ -29,8 +29,8 @@ from .specs import QuantizerSpec, RangeSpec, SpecError
 
 TARGETS = {"w4a4": (4, 4), "w4a8": (4, 8), "w8a8": (8, 8)}
 EDGE_BITS = 8
-SITE_CANDIDATES = 4  # per site, the best variants of its role group are tried
-EVAL_ITEMS = 128  # calibration items the objective is measured on (recipe="auto:..." in quantize)
+SITE_CANDIDATES = 3  # per site, the best variants of its role group are tried
+EVAL_ITEMS = 256  # calibration items the objective is measured on (recipe="auto:..." in quantize)
 EIGHT_BIT_EDGE_WEIGHT = QuantizerSpec(8, True, True, RangeSpec("min_max"))
 
 
@@ -65,6 +65,7 @@ class AutoResult:
     seconds: float = 0.0
     evaluations: int = 0
     complete: bool = True  # False when max_minutes stopped the search early
+    finish: Optional[dict] = None  # quantize(): KL as searched / with bias correction / with SmoothQuant, the kept one
 
 
 def _eligible(probe: Probe) -> list[Site]:

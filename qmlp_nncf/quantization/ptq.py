@@ -141,7 +141,8 @@ class QuantizationResult:
             d["range_tuning"] = self.range_tuning
         if self.auto is not None:
             d["auto"] = {"target": self.auto.target, "kl": self.auto.metrics.kl, "seconds": round(self.auto.seconds, 1),
-                         "evaluations": self.auto.evaluations, "complete": self.auto.complete}
+                         "evaluations": self.auto.evaluations, "complete": self.auto.complete,
+                         "finish": self.auto.finish}
         return d
 
 
@@ -201,27 +202,78 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     else:
         roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
         _check_ignored_scope(ignored_scope, roles)
-        # with recalibrate the post-pass replaces every quantizer and its range from all items; NNCF's own
-        # statistics then only drive fast bias correction (and SmoothQuant), for which a seed set is enough
-        nncf_items = items[:NNCF_SEED_ITEMS] if recipe.recalibrate else items
-        quantized = nncf.quantize(model, nncf.Dataset(nncf_items), subset_size=len(nncf_items),
-                                  **_nncf_kwargs(recipe, ignored_scope))
-        rules = (family_rules(family) if recipe.family_rules else ()) + recipe.rules
-        _check_scopes(rules, roles)
-        decisions = respecify(quantized, roles, rules, {"weights": recipe.weights, "activations": recipe.activations},
-                              items, recalibrate=recipe.recalibrate)
-        if recipe.range_tuning is not None:
-            log(f"{recipe.name}: tuning the quantizer ranges ({recipe.range_tuning.steps} steps on "
-                f"{len(items)} calibration items)")
-            tuning = tune_ranges(quantized, model, items, recipe.range_tuning, log, roles=roles)
-            log(f"{recipe.name}: range tuning took KL to the float model {tuning['kl_before']:.4f} -> "
-                f"{tuning['kl_after']:.4f} in {tuning['seconds']:.0f} s")
-            record_ranges(quantized, decisions)
+        quantized, decisions, tuning = _post_training(model, items, recipe, family, roles, ignored_scope, log)
+        if search is not None:
+            quantized, decisions, recipe = _auto_finish(model, items, recipe, family, roles, ignored_scope,
+                                                        quantized, decisions, search, log)
         report = [d.to_dict() for d in decisions]
     result = QuantizationResult(quantized.eval(), report, recipe, tuning, time.time() - t0, family, len(items),
                                 search)
     log(f"{recipe.name}: quantized {family} model in {result.seconds:.1f} s ({result.quantizers} quantizers)")
     return result
+
+
+def _post_training(model, items, recipe: Recipe, family: str, roles: GraphRoles, ignored_scope, log):
+    """``nncf.quantize`` with the recipe's global settings, the rule post-pass, and range tuning."""
+    # with recalibrate the post-pass replaces every quantizer and its range from all items; NNCF's own
+    # statistics then only drive fast bias correction (and SmoothQuant), for which a seed set is enough
+    nncf_items = items[:NNCF_SEED_ITEMS] if recipe.recalibrate else items
+    quantized = nncf.quantize(model, nncf.Dataset(nncf_items), subset_size=len(nncf_items),
+                              **_nncf_kwargs(recipe, ignored_scope))
+    rules = (family_rules(family) if recipe.family_rules else ()) + recipe.rules
+    _check_scopes(rules, roles)
+    decisions = respecify(quantized, roles, rules, {"weights": recipe.weights, "activations": recipe.activations},
+                          items, recalibrate=recipe.recalibrate)
+    tuning = None
+    if recipe.range_tuning is not None:
+        log(f"{recipe.name}: tuning the quantizer ranges ({recipe.range_tuning.steps} steps on "
+            f"{len(items)} calibration items)")
+        tuning = tune_ranges(quantized, model, items, recipe.range_tuning, log, roles=roles)
+        log(f"{recipe.name}: range tuning took KL to the float model {tuning['kl_before']:.4f} -> "
+            f"{tuning['kl_after']:.4f} in {tuning['seconds']:.0f} s")
+        record_ranges(quantized, decisions)
+    return quantized, decisions, tuning
+
+
+AUTO_FINISHES = {"bias correction": {"fast_bias_correction": True},
+                 "SmoothQuant + bias correction": {"fast_bias_correction": True, "smooth_quant": True}}
+
+
+@torch.no_grad()
+def _auto_finish(model, items, recipe: Recipe, family, roles, ignored_scope, quantized, decisions, search, log):
+    """The searched specs as they are, with NNCF's fast bias correction, and with SmoothQuant and bias correction
+    (which the search cannot see: they change the model around NNCF's initial quantizers); the one whose
+    outputs are closest to the float model's on the search's items is kept, and the recipe says which."""
+    from dataclasses import replace
+
+    from .auto import EVAL_ITEMS
+    from .probe import compare
+
+    x = torch.cat(items[:EVAL_ITEMS])
+    reference = model(x)
+    best = ("as searched", compare(reference, quantized(x)).kl, quantized, decisions, recipe, {})
+    kls = {best[0]: best[1]}
+    for label, settings in AUTO_FINISHES.items():
+        variant = replace(recipe, nncf=replace(recipe.nncf, **settings))
+        q, d, _ = _post_training(model, items, variant, family, roles, ignored_scope, log)
+        kls[label] = kl = compare(reference, q(x)).kl
+        if kl < best[1]:
+            best = (label, kl, q, d, variant, settings)
+    search.finish = {"kl": kls, "kept": best[0]}
+    log(f"{recipe.name}: kept {best[0]} (KL " + ", ".join(f"{k} {v:.5f}" for k, v in kls.items()) + ")")
+    search.recipe_json["nncf"].update(best[5])
+    search.recipe = best[4]
+    return best[2], best[3], best[4]
+
+
+def finish_auto(model: torch.nn.Module, items: list[torch.Tensor], search, log=lambda m: None) -> None:
+    """Run :func:`_auto_finish` for a search made outside :func:`quantize` (``qmlp analyze --suggest-recipe``):
+    ``search.recipe`` / ``recipe_json`` then name the finish that was kept."""
+    model = model.eval()
+    roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
+    family, _ = model_family(model)
+    quantized, decisions, _ = _post_training(model, items, search.recipe, family, roles, None, log)
+    _auto_finish(model, items, search.recipe, family, roles, None, quantized, decisions, search, log)
 
 
 def _op_examples(names: list[str]) -> str:
