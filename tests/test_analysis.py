@@ -48,7 +48,7 @@ def probe():
     from qmlp_nncf.sources import DataSource, ModelSource
 
     torch.set_num_threads(1)
-    model = ModelSource("qmlp_gmlp_fmnist").load().model
+    model = ModelSource("qmlp_mixer_fmnist").load().model
     return build_probe(model, DataSource("fashion-mnist"), 48, 96, 0, log=lambda m: None)
 
 

@@ -22,7 +22,7 @@ from ..checkpoint import is_quantized
 from ..models.surgery import model_family
 from .family_rules import family_rules
 from .range_tuning import tune_ranges
-from .recipes import Recipe, load_recipe
+from .recipes import Recipe, _recipe_data, load_recipe
 from .respec import Decision, record_ranges, respecify
 from .roles import GraphRoles
 from .specs import RangeSpec, SpecError
@@ -235,6 +235,8 @@ def _post_training(model, items, recipe: Recipe, family: str, roles: GraphRoles,
     return quantized, decisions, tuning
 
 
+AUTO_CANDIDATES = {"w4a4": ("qmlp_w4a4", "nncf_transformer_w4a4", "plain_w4a4_p999", "plain_w4a4_p9999"),
+                   "w4a8": ("qmlp_w4a8",), "w8a8": ("qmlp_w8a8", "nncf_transformer_w8a8")}
 AUTO_FINISHES = {"bias correction": {"fast_bias_correction": True},
                  "SmoothQuant + bias correction": {"fast_bias_correction": True, "smooth_quant": True}}
 
@@ -242,8 +244,9 @@ AUTO_FINISHES = {"bias correction": {"fast_bias_correction": True},
 @torch.no_grad()
 def _auto_finish(model, items, recipe: Recipe, family, roles, ignored_scope, quantized, decisions, search, log):
     """The searched specs as they are, with NNCF's fast bias correction, and with SmoothQuant and bias correction
-    (which the search cannot see: they change the model around NNCF's initial quantizers); the one whose
-    outputs are closest to the float model's on the search's items is kept, and the recipe says which."""
+    (which the search cannot see: they change the model around NNCF's initial quantizers), and the written
+    recipes of the same budget (``AUTO_CANDIDATES``); the one whose outputs are closest to the float model's on
+    the search's items is kept, and the recipe says which."""
     from dataclasses import replace
 
     from .auto import EVAL_ITEMS
@@ -259,9 +262,21 @@ def _auto_finish(model, items, recipe: Recipe, family, roles, ignored_scope, qua
         kls[label] = kl = compare(reference, q(x)).kl
         if kl < best[1]:
             best = (label, kl, q, d, variant, settings)
+    search.recipe_json["nncf"].update(best[5])
+    # the written recipes of the same bit budget are candidates too: the search must not end worse than them
+    for name in AUTO_CANDIDATES.get(search.target, ()):
+        data = _recipe_data(name, ())[1]
+        other = Recipe.from_dict(name, data)
+        q, d, _ = _post_training(model, items, other, family, roles, ignored_scope, log)
+        kls[name] = kl = compare(reference, q(x)).kl
+        if kl < best[1]:
+            data["description"] = (f"auto:{search.target} chose the recipe {name} (closest to the float model on the "
+                                   f"calibration items among the searched specs and the written recipes). "
+                                   + data.get("description", ""))
+            best = (name, kl, q, d, other, {})
+            search.recipe_json = data
     search.finish = {"kl": kls, "kept": best[0]}
     log(f"{recipe.name}: kept {best[0]} (KL " + ", ".join(f"{k} {v:.5f}" for k, v in kls.items()) + ")")
-    search.recipe_json["nncf"].update(best[5])
     search.recipe = best[4]
     return best[2], best[3], best[4]
 
