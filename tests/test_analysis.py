@@ -161,11 +161,15 @@ def test_analyze_writes_the_report_and_a_recipe_quantize_accepts(tmp_path):
     assert not list(tmp_path.glob(".report.tmp-*"))
     data = json.loads((out / "analysis.json").read_text())
     assert data["compare"]["model"] and data["ranges"]
-    # the recipe is valid input for qmlp quantize
-    q = _run("quantize", "--model", "qmlp_resmlp_fmnist", "--recipe", str(recipe), "--out", str(tmp_path / "q"),
-             "--limit", "200", "--calibration-size", "32", "--no-export", "--threads", "1", "--json")
-    assert q.returncode == 0, q.stderr[-2000:]
-    assert json.loads(q.stdout)["recipe"] == "suggested"
+    # the recipe is valid input for qmlp quantize (`--recipe FILE` loads it with load_recipe)
+    from qmlp_nncf.quantization import load_recipe, quantize
+    from qmlp_nncf.sources import DataSource, ModelSource
+
+    loaded = load_recipe(str(recipe))
+    assert loaded.name == "suggested" and loaded.rules
+    model = ModelSource("qmlp_resmlp_fmnist").load().model
+    q = quantize(model, DataSource().calibration(model, 16), loaded, log=lambda m: None)
+    assert q.quantizers > 0 and any(d["bits"] == 4 for d in q.report)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -193,3 +197,31 @@ def test_analyze_bad_values(kwargs, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         analyze(model, DataSource("fashion-mnist"), tmp_path / "out", **kwargs, log=lambda m: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_demo_figures_label_every_variant(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from qmlp_nncf.analysis import report
+    from qmlp_nncf.demo import _points
+
+    entries = [SimpleNamespace(name="mixer_fmnist", base=None, family="mixer"),
+               SimpleNamespace(name="qmlp_mixer_fmnist", base="mixer_fmnist", family="mixer")]
+    acc = {"floats": [{"model": "mixer_fmnist", "top1": 0.88}, {"model": "qmlp_mixer_fmnist", "top1": 0.89}],
+           "rows": [{"model": "mixer_fmnist", "recipe": "nncf_transformer_w8a8", "torch_top1": 0.87, "ir_top1": 0.86},
+                    {"model": "mixer_fmnist", "recipe": "qmlp_w8a8", "torch_top1": 0.88},  # not a demo variant
+                    {"model": "qmlp_mixer_fmnist", "recipe": "qmlp_w4a4", "torch_top1": 0.885}]}
+    speed = {"rows": [{"model": "mixer_fmnist", "recipe": "fp32", "mode": "throughput", "fps": 100.0, "ir_mb": 3.3},
+                      {"model": "qmlp_mixer_fmnist", "recipe": "qmlp_w4a4", "mode": "throughput", "fps": 150.0,
+                       "ir_mb": 0.6}]}
+    points = _points(entries, acc, speed)
+    labels = {(p["model"], p["recipe"]): p["variant"] for p in points}
+    assert labels == {("mixer_fmnist", "fp32"): "float", ("qmlp_mixer_fmnist", "fp32"): "float",
+                      ("mixer_fmnist", "nncf_transformer_w8a8"): "stock NNCF int8",
+                      ("qmlp_mixer_fmnist", "qmlp_w4a4"): "Q-MLP 4-bit"}
+    assert next(p for p in points if p["recipe"] == "nncf_transformer_w8a8")["top1"] == pytest.approx(86.0)  # the IR's
+    png = report.scatter(points, tmp_path / "s.png", "ir_mb", "MB", "t", logx=True)
+    with Image.open(png) as im:
+        im.verify()
