@@ -49,7 +49,7 @@ def probe():
 
     torch.set_num_threads(1)
     model = ModelSource("qmlp_mixer_fmnist").load().model
-    return build_probe(model, DataSource("fashion-mnist"), 48, 96, 0, log=lambda m: None)
+    return build_probe(model, DataSource("fashion-mnist"), 32, 64, 0, log=lambda m: None)
 
 
 def test_probe_with_every_site_off_is_the_float_model(probe):
@@ -67,7 +67,7 @@ def test_sensitivity_of_harmless_and_harmful_sites(probe):
     assert relu6 and residual
     eight = QuantizerSpec(8, False, False, RangeSpec("min_max"))
     harmless = probe.evaluate({relu6[0].hook_name: eight})
-    assert harmless.kl < 1e-3 and abs(harmless.top1_delta_pt) <= 1.0 and harmless.sqnr_db > 25
+    assert harmless.kl < 1e-3 and harmless.agreement >= 0.95 and harmless.sqnr_db > 25
     four = QuantizerSpec(4, True, False, RangeSpec("min_max"))
     harmful = probe.evaluate({s.hook_name: four for s in residual})
     assert harmful.kl > 30 * harmless.kl and harmful.sqnr_db < harmless.sqnr_db - 10
@@ -142,7 +142,7 @@ def test_analyze_writes_the_report_and_a_recipe_quantize_accepts(tmp_path):
 
     out, recipe = tmp_path / "report", tmp_path / "suggested.json"
     r = _run("analyze", "--model", "qmlp_resmlp_fmnist", "--compare", "resmlp_fmnist", "--out", str(out),
-             "--suggest-recipe", str(recipe), "--calibration-size", "32", "--eval-size", "64", "--max-minutes", "0.4",
+             "--suggest-recipe", str(recipe), "--calibration-size", "24", "--eval-size", "48", "--max-minutes", "0.2",
              "--no-per-site", "--threads", "1", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)
