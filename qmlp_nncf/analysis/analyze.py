@@ -161,7 +161,7 @@ def _pt(m: Optional[dict]) -> str:
 
 
 def _db(m: Optional[dict]) -> str:
-    return "" if not m else f"{m['sqnr_db']:.1f}"
+    return "" if not m else ("exact" if m["sqnr_db"] is None else f"{m['sqnr_db']:.1f}")
 
 
 def _worst_tensors(result: Analysis, probe: Probe, k: int = 6) -> list[dict]:
@@ -314,7 +314,7 @@ def _suggestion_section(result: Analysis, probe: Probe) -> dict:
     return {"title": f"Suggested recipe (auto:{sug.target})",
             "text": [f"Searched on the held-out train images in {sug.seconds:.0f} s ({sug.evaluations} evaluations"
                      f"{'' if sug.complete else ', stopped by --max-minutes'}): top-1 {_pt(m)} pt, SQNR "
-                     f"{m['sqnr_db']:.1f} dB, KL {m['kl']:.4f} there.",
+                     f"{_db(m)} dB, KL {m['kl']:.4f} there.",
                      f"Activations: {n_aff} of {len(acts)} affine; ranges: "
                      + ", ".join(f"{k} x{v}" for k, v in est.most_common()) + ".",
                      "Use it with `qmlp quantize --recipe FILE` (the file given to --suggest-recipe)."]}

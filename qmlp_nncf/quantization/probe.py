@@ -165,7 +165,9 @@ class Metrics:
     top1_delta_pt: Optional[float]  # top-1 minus the float top-1, in points
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        # an exact output has infinite SQNR: None keeps the JSON strict
+        return {k: ((round(v, 6) if math.isfinite(v) else None) if isinstance(v, float) else v)
+                for k, v in self.__dict__.items()}
 
 
 def _key(spec: QuantizerSpec) -> str:
