@@ -73,6 +73,7 @@ def test_sensitivity_of_harmless_and_harmful_sites(probe):
     assert harmful.kl > 30 * harmless.kl and harmful.sqnr_db < harmless.sqnr_db - 10
 
 
+@pytest.mark.slow
 def test_sweep_ranks_groups_and_respects_the_budget(probe):
     from qmlp_nncf.analysis.sensitivity import sweep
 
@@ -137,16 +138,17 @@ def _run(*args, timeout=600):
                           timeout=timeout)
 
 
-def test_analyze_writes_the_report_and_a_recipe_quantize_accepts(tmp_path):
+@pytest.mark.parametrize("suggest", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_analyze_writes_the_report_and_a_recipe_quantize_accepts(tmp_path, suggest):
     from PIL import Image
 
     out, recipe = tmp_path / "report", tmp_path / "suggested.json"
     r = _run("analyze", "--model", "qmlp_resmlp_fmnist", "--compare", "resmlp_fmnist", "--out", str(out),
-             "--suggest-recipe", str(recipe), "--calibration-size", "24", "--eval-size", "48", "--max-minutes", "0.2",
-             "--no-per-site", "--threads", "1", "--json")
+             *(["--suggest-recipe", str(recipe)] if suggest else ["--no-suggest"]), "--calibration-size", "24",
+             "--eval-size", "48", "--max-minutes", "0.2", "--no-per-site", "--threads", "1", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)
-    assert summary["most_sensitive_groups"] and "suggestion_heldout" in summary
+    assert summary["most_sensitive_groups"] and ("suggestion_heldout" in summary) == suggest
     for name in ("report.html", "report.md", "analysis.json", "range_by_depth.png", "sensitivity_groups.png",
                  "histograms.png"):
         assert (out / name).is_file(), name
@@ -161,6 +163,8 @@ def test_analyze_writes_the_report_and_a_recipe_quantize_accepts(tmp_path):
     assert not list(tmp_path.glob(".report.tmp-*"))
     data = json.loads((out / "analysis.json").read_text())
     assert data["compare"]["model"] and data["ranges"]
+    if not suggest:
+        return
     # the recipe is valid input for qmlp quantize (`--recipe FILE` loads it with load_recipe)
     from qmlp_nncf.quantization import load_recipe, quantize
     from qmlp_nncf.sources import DataSource, ModelSource
