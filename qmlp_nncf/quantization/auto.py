@@ -177,10 +177,6 @@ def search(probe: Probe, target: str = "w4a4", max_minutes: float = 10.0,
                       probe.evaluations - start_evals, complete)
 
 
-def _spec_json(spec: QuantizerSpec) -> dict:
-    return spec.to_dict()
-
-
 def _scope(site: Site) -> str:
     names = [site.op] if site.is_weight else list(dict.fromkeys((site.op, *site.consumers)))
     return "|".join(re.escape(n) for n in names)
@@ -201,7 +197,7 @@ def recipe_from_config(probe: Probe, config: dict, target: str, metrics: Optiona
         default = w_default if site.is_weight else act_default
         if spec != default:
             rules.append({"scope": _scope(site), "quantizer_kind": "weights" if site.is_weight else "activations",
-                          "spec": _spec_json(spec), "comment": site_group(site)})
+                          "spec": spec.to_dict(), "comment": site_group(site)})
     kl = f"; KL to the float model on the calibration items {metrics.kl:.5f}" if metrics else ""
     return {
         "description": f"auto:{target}, searched for this model on its calibration data (qmlp_nncf.quantization."
@@ -209,8 +205,8 @@ def recipe_from_config(probe: Probe, config: dict, target: str, metrics: Optiona
                        f"stem and classifier 8-bit; tensors that feed no Linear stay float.",
         "calibration_size": probe.calibration_items,
         "nncf": {"model_type": "transformer", "smooth_quant": False, "fast_bias_correction": False},
-        "weights": _spec_json(w_default),
-        "activations": _spec_json(act_default),
+        "weights": w_default.to_dict(),
+        "activations": act_default.to_dict(),
         "rules": rules,
     }
 
