@@ -194,10 +194,19 @@ def cmd_quantize(args) -> dict:
                                 f"{t[:2]} weights, {t[2:]} inputs (quantization.auto)" for t in TARGETS}}
     if not args.out:
         raise ValueError("give --out DIR: the folder for quantized.pth and ir/model.xml")
+    if args.ir and (args.model or args.checkpoint or getattr(args, "pretrained_file", None)):
+        raise ValueError("--ir is the model to quantize: drop --model/--checkpoint/--pretrained-file")
+    if args.ir and args.no_export:
+        raise ValueError("--ir writes the quantized IR itself: drop --no-export")
     choice = RecipeChoice.resolve(args.recipe, args.config)
     cfg = choice.config
     if cfg is not None:
         _from_config(args, cfg)
+    if args.ir:
+        from .export.pipeline import quantize_ir_to_dir
+
+        return quantize_ir_to_dir(args.ir, data_source(args), choice, args.out, calibration_size=args.calibration_size,
+                                  limit=args.limit, force=args.force, progress=not args.json).to_json()
     loaded = model_source(args).load(float_for="qmlp quantize")
     run = quantize_to_dir(loaded, data_source(args), choice, args.out, calibration_size=args.calibration_size,
                           limit=args.limit, export=not args.no_export, force=args.force, progress=not args.json)
@@ -376,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and export", cmd_quantize)
     q.add_argument("--recipe", help="a recipe name (--list-recipes) or a recipe .json path")
     q.add_argument("--config", help="NNCF-style JSON config (docs/config.md); may name the model, data and recipe")
+    q.add_argument("--ir", metavar="MODEL_XML", help="quantize this float OpenVINO IR instead of a torch model, on "
+                                                    "NNCF's OpenVINO backend (writes ir/model.xml and report.json)")
     q.add_argument("--out", help="output folder: quantized.pth and ir/model.xml (required)")
     q.add_argument("--list-recipes", action="store_true", help="print every recipe with its description and exit")
     q.add_argument("--calibration-size", type=int, default=0, help="calibration images (default: the recipe's)")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..quantization.ptq import QuantizationResult
+from ..quantization.ptq import QuantizationResult, quantize
 from ..quantization.workflow import RecipeChoice, quantize_source
 from ..sources import DataSource, LoadedModel, ModelSource, data_config_of, subset
 from .evaluate import torch_ir_agreement
@@ -70,13 +71,15 @@ class QuantizeRun:
     result: QuantizationResult
     top1: float
     n: int
-    checkpoint: Path
+    checkpoint: Optional[Path]  # None for an IR quantized on the OpenVINO backend (quantize_ir_to_dir)
     ir: Optional[Path] = None
     ir_mb: Optional[float] = None
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        d = {"top1": self.top1, "n": self.n, **self.result.summary(), "checkpoint": str(self.checkpoint), **self.extra}
+        d = {"top1": self.top1, "n": self.n, **self.result.summary(), **self.extra}
+        if self.checkpoint is not None:
+            d["checkpoint"] = str(self.checkpoint)
         if self.ir is not None:
             d.update(ir=str(self.ir), ir_mb=self.ir_mb)
         return d
@@ -122,5 +125,58 @@ def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
                 "calibration": f"{data.describe('train')} x{result.calibration_items}",
                 "data_config": json.dumps(data_config_of(loaded.model, data))})
             run.ir, run.ir_mb = out / "ir" / ir.xml.name, round(ir.bin.stat().st_size / 2**20, 3)
+    log(f"wrote {out}")
+    return run
+
+
+def quantize_ir_to_dir(ir: str | Path, data: DataSource, choice: RecipeChoice, out: str | Path, *,
+                       calibration_size: int = 0, limit: int = 0, force: bool = False, batch_size: int = 100,
+                       seed: int = 0, progress: bool = False, log=_log) -> QuantizeRun:
+    """``qmlp quantize --ir``: quantize a float OpenVINO IR on NNCF's OpenVINO backend with the recipe's rules,
+    evaluate the quantized IR on val, write ``ir/model.xml`` (rt_info metadata as ``export_ir`` writes it) and
+    ``report.json`` (one row per FakeQuantize) to ``out``, all or nothing."""
+    import openvino as ov
+
+    from ..quantization.ov_backend import image_input, read_ir
+    from ..sources import ModelInfo
+    from .evaluate import ir_top1
+    from .openvino_ir import XML_NAME, read_metadata, set_metadata, versions
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ValueError(f"{out} is not empty; pass --force to overwrite")
+    model = read_ir(ir)
+    image_input(model)
+    source_meta = read_metadata(model)
+    info = ModelInfo.of_ir(model, source_meta)
+    shape = getattr(choice.config, "input_shape", None)
+    if shape is not None and tuple(shape[-3:]) != info.input_size:
+        raise ValueError(f"config input_info.sample_size {list(shape)} does not fit the IR, which takes "
+                         f"1x{'x'.join(map(str, info.input_size))}: fix input_info or give the matching IR")
+    val = subset(data.dataset("val", info), limit)  # fail on bad data before the slow part
+    size = calibration_size or getattr(choice.recipe, "calibration_size", 300)
+    calib = data.calibration(info, size, seed)
+    if isinstance(choice.recipe, str):
+        raise ValueError(f"--recipe {choice.recipe}: the auto search needs the torch model; run it with "
+                         f"--model/--checkpoint, then quantize the IR with the recipe.json it writes")
+    _int8_note(choice.recipe.weight_compression is None)
+    result = quantize(model, calib, choice.recipe, ignored_scope=choice.ignored_scope, log=log)
+    metrics = ir_top1(result.model, val, batch_size=batch_size, progress=progress)
+    meta = {"input_shape": [1, *info.input_size], "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **versions(), "recipe": result.recipe.name, "backend": "openvino", "source_ir": str(ir),
+            "ir_top1": metrics["top1"], "test_images": metrics["n"], "evaluation_data": data.describe("val"),
+            "calibration": f"{data.describe('train')} x{result.calibration_items}",
+            "data_config": json.dumps(data_config_of(info, data))}
+    set_metadata(result.model, meta)
+    with staged_folder(out) as tmp:
+        (tmp / "ir").mkdir()
+        ov.save_model(result.model, str(tmp / "ir" / XML_NAME), compress_to_fp16=False)
+        (tmp / "report.json").write_text(json.dumps({**result.summary(), "quantizers": result.report}, indent=1))
+        mb = round((tmp / "ir" / XML_NAME).with_suffix(".bin").stat().st_size / 2**20, 3)
+    run = QuantizeRun(result, metrics["top1"], metrics["n"], None, out / "ir" / XML_NAME, mb,
+                      extra={"ir_source": str(ir), "backend": "openvino", "data": data.describe("val"),
+                             "calibration": data.describe("train")})
     log(f"wrote {out}")
     return run

@@ -112,12 +112,13 @@ def _compress_weights(model: torch.nn.Module, recipe: Recipe, items: list[torch.
 @dataclass
 class QuantizationResult:
     """What :func:`quantize` returns. ``model``: the NNCF model (a plain torch module with quantizer hooks,
-    eval mode; ``nncf.torch.get_config`` / ``ov.convert_model`` work on it); ``report``: one dict per
+    eval mode; ``nncf.torch.get_config`` / ``ov.convert_model`` work on it), or for an ``openvino.Model`` the
+    quantized ``openvino.Model`` (FakeQuantize nodes, compressed weights); ``report``: one dict per
     quantizer (hook, roles, spec, installed and ``calibrated`` range; empty for weight-only recipes);
     ``recipe``: the Recipe that ran; ``range_tuning``: KL before/after, steps and seconds (None without
     tuning); ``seconds``: PTQ wall time; ``family`` and ``calibration_items``."""
 
-    model: torch.nn.Module
+    model: object  # torch.nn.Module, or openvino.Model for an OpenVINO input
     report: list[dict]
     recipe: Recipe
     range_tuning: Optional[dict]
@@ -161,6 +162,10 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     ``recipe="auto:w4a4"`` (``auto:w4a8``, ``auto:w8a8``) first searches the specs for this model on the
     calibration items (``quantization.auto``; at most ``auto_max_minutes``); ``result.auto`` then holds the
     search and ``result.recipe_json`` the recipe, to save and reuse with ``--recipe FILE``.
+
+    ``model`` may also be an ``openvino.Model`` (a float IR with one N x C x H x W input): the same recipes, rules
+    and configs then run on NNCF's OpenVINO backend (``ov_backend``), scopes use the IR's node names, and
+    ``result.model`` is the quantized ``openvino.Model``. Range tuning and ``auto:`` recipes are torch-only.
     """
     if config is not None:
         from .config import load_config
@@ -174,6 +179,10 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         parse_target(recipe)  # a bad target fails before any work
     else:
         recipe = load_recipe(recipe) if isinstance(recipe, str) else recipe
+    from .ov_backend import is_openvino_model
+
+    if is_openvino_model(model):
+        return _quantize_openvino(model, dataset, recipe, ignored_scope, extra_rules, calibration_size, log)
     if is_quantized(model):
         raise ValueError("the model already holds NNCF quantizers; quantize its float model (load the float "
                          "checkpoint, or keep the model you passed to quantize() before)")
@@ -210,6 +219,36 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     result = QuantizationResult(quantized.eval(), report, recipe, tuning, time.time() - t0, family, len(items),
                                 search)
     log(f"{recipe.name}: quantized {family} model in {result.seconds:.1f} s ({result.quantizers} quantizers)")
+    return result
+
+
+def _quantize_openvino(model, dataset, recipe, ignored_scope, extra_rules, calibration_size, log) -> QuantizationResult:
+    """:func:`quantize` for an ``openvino.Model``: NNCF's OpenVINO backend and ``ov_backend``'s post-pass."""
+    from . import ov_backend
+
+    if isinstance(recipe, str):  # "auto:..." (a Recipe object is already resolved)
+        raise SpecError(f"recipe {recipe}: the auto search runs on the torch model (it switches torch quantizers "
+                        f"per site); {ov_backend.TORCH_ONLY}, then reuse its recipe.json with the IR")
+    ov_backend.check_recipe(recipe)
+    ov_backend.image_input(model)
+    if any(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops()):
+        raise ValueError("the IR already holds FakeQuantize nodes (it is quantized); give the float IR")
+    bound_heap_growth()
+    t0 = time.time()
+    items = calibration_items(dataset, calibration_size or recipe.calibration_size)
+    ov_backend.check_items(model, items)
+    recipe = recipe.with_rules(tuple(extra_rules))
+    roles = ov_backend.graph_roles(model)
+    family = ov_backend.family_of_graph(roles)
+    _check_ignored_scope(ignored_scope, roles)
+    if recipe.weight_compression is not None:
+        quantized, report = ov_backend.compress_weights(model, recipe, items), []
+    else:
+        quantized, decisions = ov_backend.post_training(model, items, recipe, roles, family, ignored_scope, log)
+        report = [d.to_dict() for d in decisions]
+    result = QuantizationResult(quantized, report, recipe, None, time.time() - t0, family, len(items))
+    log(f"{recipe.name}: quantized the OpenVINO {family} model in {result.seconds:.1f} s "
+        f"({result.quantizers} quantizers)")
     return result
 
 

@@ -1,50 +1,117 @@
-"""Roles of quantizer sites, detected from the NNCF graph (op types, names and topology).
+"""Roles of quantizer sites, detected on NNCF's backend-neutral ``NNCFGraph`` (both the torch and the OpenVINO
+backend build one), from NNCF's operator metatypes and the graph's topology.
 
-A *site* is one NNCF hook slot that holds a quantizer: a post-hook on an op's output or a
-pre-hook on one of its inputs (port 1 of a Linear/Conv = its weight). Each site gets a set of
-roles; rules match on them. Roles:
+A *site* is one place that holds a quantizer: on the torch backend a hook slot (a post-hook on an op's output or
+a pre-hook on one of its inputs; port 1 of a Linear/Conv is its weight), on the OpenVINO backend a FakeQuantize
+node (see ``quantization.openvino``). Each site gets a set of roles; rules match on them. Roles:
 
 - ``weights`` plus the role of the op it belongs to: ``token_mixing``, ``channel_mixing``,
   ``spatial_gating`` (gMLP's token projection), ``classifier``, ``patch_embedding``, ``norm``
-  (a LayerNorm's gamma, which NNCF's default mode quantizes);
+  (a LayerNorm's gamma, which NNCF's default torch mode quantizes);
 - activations, by consumer: ``token_mixing_input`` (gMLP's gating projection included),
   ``channel_mixing_input``, ``classifier_input`` (through the pooling), ``patch_embedding_input``,
   ``spatial_gating_input`` (the gate's projected half), ``residual_add`` (the residual stream
   and the branch outputs added to it, after ResMLP's layer scale);
 - activations, by producer: ``norm_output`` (LayerNorm, or ResMLP's Affine, the norm that Q-MLP
-  turns into LayerNorm; an Affine output also gets ``affine_output``), ``activation_output`` (GELU or a bounded activation),
-  ``spatial_gating_product`` (gMLP's u * v), ``residual_add``.
+  turns into LayerNorm; an Affine output also gets ``affine_output``), ``activation_output`` (GELU or a bounded
+  activation), ``spatial_gating_product`` (gMLP's u * v), ``residual_add``.
 
 Token mixing is told from channel mixing by topology: a Linear that runs on the transposed
 (B, C, N) layout, i.e. after an odd number of transposes counted from the patch embedding.
+
+Every op gets a *kind* from its metatype (``KIND_OF_METATYPE``; ``KIND_OF_NODE_TYPE`` for the few torch functions
+NNCF has no metatype for). Where one backend spells an op as several nodes, the pattern is matched here, in
+:meth:`GraphRoles._refine`, and nowhere else:
+
+- OpenVINO's LayerNorm is ``MVN -> Multiply(gamma) -> Add(beta)``: the Multiply and Add get kind ``norm``;
+- ResMLP's Affine is one ``addcmul`` in torch and ``Multiply(alpha) -> Add(beta)`` in OpenVINO: the Multiply is a
+  ``scale``, the Add an ``affine``;
+- a Linear's bias is inside the torch op and an ``Add(const)`` after OpenVINO's MatMul; a layer scale that
+  OpenVINO folded into the Linear before it is a ``Multiply(const)`` there: both are the Linear's ``epilogue``;
+- OpenVINO folds a transpose of a Linear's input into the MatMul (``transpose_a``): it counts as a transpose;
+- constants: torch's ``nncf_model_const``, OpenVINO's ``Constant`` and anything computed from constants only
+  (``Convert`` of an f16 weight).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from nncf.common.graph import NNCFGraph, NNCFNode
+from nncf.openvino.graph.metatypes import openvino_metatypes as _ov
 from nncf.torch.function_hook.hook_storage import decode_hook_name
+from nncf.torch.graph import operator_metatypes as _pt
 
 ROLES = ("weights", "token_mixing", "channel_mixing", "spatial_gating", "classifier", "patch_embedding", "norm",
          "token_mixing_input", "channel_mixing_input", "classifier_input", "patch_embedding_input",
          "spatial_gating_input", "residual_add", "norm_output", "affine_output", "activation_output",
          "spatial_gating_product")
 
-TRANSPARENT = {"transpose", "permute", "reshape", "view", "flatten", "split", "chunk", "__getitem__", "getitem",
-               "dropout", "contiguous", "unbind", "squeeze", "unsqueeze", "identity", "clone", "narrow"}
-SWAPS_LAYOUT = {"transpose", "permute"}
-MATMUL_OPS = {"linear", "matmul", "bmm"}
-CONV_OPS = {"conv2d"}
-ACTIVATIONS = {"gelu", "relu", "relu6", "hardtanh", "clamp", "clip", "silu", "minimum", "maximum", "relu_"}
-CONST = "nncf_model_const"
+
+def _table(module, kinds: dict[str, tuple[str, ...]]) -> dict:
+    return {getattr(module, name): kind for kind, names in kinds.items() for name in names if hasattr(module, name)}
+
+
+# kinds: matmul, conv, norm, affine, add, mul, swap (a transpose: swaps tokens and channels), layout (any other
+# op that only moves or selects values), activation, mean, const, input, output; other for the rest
+KIND_OF_METATYPE = {
+    **_table(_pt, {
+        "matmul": ("PTLinearMetatype", "PTMatMulMetatype", "PTAddmmMetatype"),
+        "conv": ("PTConv2dMetatype",),
+        "norm": ("PTLayerNormMetatype",),
+        "add": ("PTAddMetatype",), "mul": ("PTMulMetatype",),
+        "swap": ("PTTransposeMetatype",),
+        "layout": ("PTReshapeMetatype", "PTSqueezeMetatype", "PTSplitMetatype", "PTGatherMetatype",
+                   "PTDropoutMetatype"),
+        "activation": ("PTGELUMetatype", "PTRELUMetatype", "PTRELU6Metatype", "PTHardTanhMetatype",
+                       "PTSILUMetatype", "PTLeakyRELUMetatype"),
+        "mean": ("PTMeanMetatype",),
+        "const": ("PTConstNoopMetatype",), "input": ("PTInputNoopMetatype",), "output": ("PTOutputNoopMetatype",),
+    }),
+    **_table(_ov, {
+        "matmul": ("OVMatMulMetatype",),
+        "conv": ("OVConvolutionMetatype",),
+        "norm": ("OVMVNMetatype",),
+        "add": ("OVAddMetatype",), "mul": ("OVMultiplyMetatype",),
+        "swap": ("OVTransposeMetatype",),
+        "layout": ("OVReshapeMetatype", "OVSqueezeMetatype", "OVUnsqueezeMetatype", "OVSplitMetatype",
+                   "OVVariadicSplitMetatype", "OVSliceMetatype", "OVStridedSliceMetatype", "OVGatherMetatype",
+                   "OVFakeQuantizeMetatype", "OVFakeConvertMetatype"),
+        "activation": ("OVGeluMetatype", "OVReluMetatype", "OVClampMetatype", "OVSwishMetatype",
+                       "OVHSwishMetatype", "OVMinimumMetatype", "OVMaximumMetatype", "OVPReluMetatype"),
+        "mean": ("OVReduceMeanMetatype",),
+        "const": ("OVConstantMetatype",), "input": ("OVParameterMetatype",), "output": ("OVResultMetatype",),
+    }),
+}
+# torch functions NNCF gives no metatype (UnknownMetatype), or one that does not say enough
+KIND_OF_NODE_TYPE = {
+    **{t: "layout" for t in ("narrow", "contiguous", "clone", "identity", "chunk", "unbind", "__getitem__",
+                             "getitem", "view", "reshape", "flatten", "squeeze", "unsqueeze", "dropout")},
+    **{t: "activation" for t in ("clamp", "clip", "relu_", "minimum", "maximum", "gelu", "relu", "relu6",
+                                 "hardtanh", "silu")},
+    "addcmul": "affine", "permute": "swap", "transpose": "swap",
+}
+WALK_THROUGH = {"layout", "swap", "epilogue"}  # a tensor keeps its role through these
+SCALES = {"scale", "mean", "epilogue"}  # no new tensor role for the ops that read it (layer scale, pooling)
+OUTPUT_KINDS = {"output"}
+
+
+def module_of(node_name: str) -> str:
+    """The torch module path an op belongs to, in either backend: ``blocks.0.mlp_tokens.fc1`` from torch's
+    ``blocks/0/mlp_tokens/fc1/linear/0`` and from OpenVINO's ``__module.blocks.0.mlp_tokens.fc1/aten::linear/MatMul``
+    (how ``ov.convert_model`` names the ops of a torch module)."""
+    if node_name.startswith("__module.") or "/aten::" in node_name:
+        head = node_name.split("/", 1)[0]
+        return head[len("__module."):] if head.startswith("__module.") else ""
+    return ".".join(node_name.split("/")[:-2])
 
 
 @dataclass(frozen=True)
 class Site:
-    """One quantizer slot: ``hook_name`` as in NNCF's hook storage, and its detected roles."""
+    """One quantizer slot: ``hook_name`` (NNCF's hook storage name on torch, the FakeQuantize's name on OpenVINO),
+    and its detected roles."""
 
     hook_name: str
-    op: str  # NNCF node name of the op the hook is attached to
+    op: str  # NNCF node name of the op the quantizer is attached to
     port: int
     is_weight: bool
     roles: frozenset
@@ -52,33 +119,65 @@ class Site:
 
 
 class GraphRoles:
-    """Role detection over one model's NNCF graph (``nncf.build_graph(model, example_input=x)``)."""
+    """Role detection over one model's ``NNCFGraph``: ``nncf.build_graph(model, example_input=x)`` for torch,
+    ``nncf.openvino.graph.nncf_graph_builder.GraphConverter.create_nncf_graph(ov_model)`` for OpenVINO."""
 
     def __init__(self, graph: NNCFGraph):
         self.graph = graph
+        self.kinds: dict[str, str] = {}
         self._parity: dict[str, int] = {}
         for node in graph.topological_sort():
+            self.kinds[node.node_name] = self._refine(node)
             inputs = [e.from_node.node_name for e in self._data_inputs(node)]
             parity = max((self._parity.get(n, 0) for n in inputs), default=0)
-            self._parity[node.node_name] = parity ^ (node.node_type in SWAPS_LAYOUT)
-        stems = [n for n in graph.get_all_nodes() if n.node_type in CONV_OPS]
-        self._stem_parity = self._parity[self._next_matmul_parity_anchor(stems)] if stems else 0
+            self._parity[node.node_name] = parity ^ (self.kind(node) == "swap") ^ self._transposes_input(node)
+        # the patch embedding makes (B, C, H*W); the residual stream (B, N, C) is one transpose away from it.
+        # Not found by walking from the stem: OpenVINO may fold that transpose into a later one or into a MatMul
+        stems = [n for n in graph.topological_sort() if self.kind(n) == "conv"]
+        self._stem_parity = self._parity[stems[0].node_name] ^ 1 if stems else 0
+
+    # --------------------------------------------------------------- kinds
+    def kind(self, node: NNCFNode) -> str:
+        return self.kinds[node.node_name]
+
+    @staticmethod
+    def base_kind(node: NNCFNode) -> str:
+        return KIND_OF_NODE_TYPE.get(node.node_type) or KIND_OF_METATYPE.get(node.metatype, "other")
+
+    def _refine(self, node: NNCFNode) -> str:
+        """The kind of ``node`` in its context (inputs are refined first: topological order)."""
+        kind = self.base_kind(node)
+        inputs = [e.from_node for e in self.graph.get_input_edges(node)]
+        if kind not in ("input", "const") and inputs and all(self.kinds.get(n.node_name) == "const" for n in inputs):
+            return "const"  # e.g. OpenVINO's Convert of an f16 weight
+        if kind not in ("add", "mul"):
+            return kind
+        data = self._data_inputs(node)
+        if len(data) != 1:
+            return kind
+        source = self.kind(data[0].from_node)
+        if source in ("matmul", "conv", "epilogue"):
+            return "epilogue"  # a bias, or a layer scale folded into the Linear (OpenVINO)
+        if source == "norm":
+            return "norm"  # OpenVINO's LayerNorm: MVN -> Multiply(gamma) -> Add(beta)
+        if kind == "mul":
+            return "scale"  # a layer scale, SmoothQuant's scale, or the alpha of OpenVINO's Affine
+        return "affine" if source == "scale" else kind  # OpenVINO's Affine: Multiply(alpha) -> Add(beta)
+
+    def _transposes_input(self, node: NNCFNode) -> bool:
+        """OpenVINO folds a transpose of a Linear's input into its MatMul (``transpose_a``): the layout swap is
+        then an attribute of the MatMul, which NNCF keeps as ``layer_attributes.input_attributes``."""
+        if self.kinds.get(node.node_name) != "matmul":
+            return False
+        attributes = getattr(node.layer_attributes, "input_attributes", None)
+        return bool(attributes.get("transpose", False)) if isinstance(attributes, dict) else False
 
     # --------------------------------------------------------------- graph walking
     def _data_inputs(self, node: NNCFNode):
-        return [e for e in self.graph.get_input_edges(node) if e.from_node.node_type != CONST]
-
-    def _next_matmul_parity_anchor(self, stems) -> str:
-        """Name of the first op after the stem's layout ops: the (B, N, C) residual stream."""
-        node = stems[0]
-        while True:
-            nxt = self.graph.get_next_nodes(node)
-            if not nxt or (node is not stems[0] and node.node_type not in TRANSPARENT):
-                return node.node_name
-            node = nxt[0]
+        return [e for e in self.graph.get_input_edges(node) if self.kinds.get(e.from_node.node_name) != "const"]
 
     def producer(self, node: NNCFNode) -> NNCFNode:
-        while node.node_type in TRANSPARENT:
+        while self.kind(node) in WALK_THROUGH:
             inputs = self._data_inputs(node)
             if not inputs:
                 break
@@ -86,32 +185,37 @@ class GraphRoles:
         return node
 
     def _is_scale(self, node: NNCFNode) -> bool:
-        """Pooling or a multiply by a constant (ResMLP's layer scale): no new tensor role."""
-        return node.node_type == "mean" or (node.node_type == "mul" and len(self._data_inputs(node)) == 1)
+        """Pooling, a multiply by a constant (ResMLP's layer scale), a Linear's epilogue: no new tensor role."""
+        return self.kind(node) in SCALES
 
-    def consumers(self, node: NNCFNode) -> list[NNCFNode]:
-        out, stack = [], list(self.graph.get_next_nodes(node))
+    def expand(self, nodes) -> list[NNCFNode]:
+        """The ops that really read what ``nodes`` read: through layout ops, scales and epilogues."""
+        out, stack = [], list(nodes)
         while stack:
             n = stack.pop(0)
-            if n.node_type in TRANSPARENT or self._is_scale(n):
+            if self.kind(n) in WALK_THROUGH or self._is_scale(n):
                 stack.extend(self.graph.get_next_nodes(n))
             elif n not in out:
                 out.append(n)
         return out
 
+    def consumers(self, node: NNCFNode) -> list[NNCFNode]:
+        return self.expand(self.graph.get_next_nodes(node))
+
     # --------------------------------------------------------------- op roles
     def op_role(self, node: NNCFNode) -> str:
-        """token_mixing | channel_mixing | spatial_gating | classifier | patch_embedding | other."""
-        if node.node_type in CONV_OPS:
+        """token_mixing | channel_mixing | spatial_gating | classifier | patch_embedding | norm | other."""
+        kind = self.kind(node)
+        if kind == "conv":
             return "patch_embedding"
-        if node.node_type == "layer_norm":
+        if kind == "norm":
             return "norm"
-        if node.node_type not in MATMUL_OPS:
+        if kind != "matmul":
             return "other"
-        if any(c.node_type == "nncf_model_output" for c in self.consumers(node)):
+        if any(self.kind(c) in OUTPUT_KINDS for c in self.consumers(node)):
             return "classifier"
         inp = self._data_inputs(node)
-        parity = self._parity[inp[0].from_node.node_name] if inp else 0
+        parity = (self._parity[inp[0].from_node.node_name] if inp else 0) ^ self._transposes_input(node)
         if parity == self._stem_parity:
             return "channel_mixing"
         if any(self._is_gating_product(c) for c in self.consumers(node)):
@@ -119,41 +223,41 @@ class GraphRoles:
         return "token_mixing"
 
     def _is_gating_product(self, node: NNCFNode) -> bool:
-        return node.node_type == "mul" and len(self._data_inputs(node)) == 2
+        return self.kind(node) == "mul" and len(self._data_inputs(node)) == 2
 
     # --------------------------------------------------------------- sites
     def _port_edges(self, node: NNCFNode, port: int) -> list:
         return [e for e in self.graph.get_input_edges(node) if e.input_port_id == port]
 
+    def is_const(self, node: NNCFNode) -> bool:
+        return self.kind(node) == "const"
+
     def weight_parameter(self, hook_name: str) -> str | None:
-        """The parameter name (``blocks.0.mlp_channels.fc1.weight``) a weight hook reads, else None."""
+        """The parameter name (``blocks.0.mlp_channels.fc1.weight``) a weight hook reads, else None (torch)."""
         hook_type, op_name, port = decode_hook_name(hook_name)
         if hook_type != "pre_hooks":
             return None
         edges = self._port_edges(self.graph.get_node_by_name(op_name), port)
-        return edges[0].from_node.layer_attributes.name if edges and edges[0].from_node.node_type == CONST else None
+        return edges[0].from_node.layer_attributes.name if edges and self.is_const(edges[0].from_node) else None
 
-    def site(self, hook_name: str) -> Site:
-        hook_type, op_name, port = decode_hook_name(hook_name)
-        node = self.graph.get_node_by_name(op_name)
-        if hook_type == "pre_hooks":
-            edges = self._port_edges(node, port)
-            if edges and edges[0].from_node.node_type == CONST:  # a weight
-                return Site(hook_name, op_name, port, True, frozenset({"weights", self.op_role(node)}), ())
-            producer = self.producer(edges[0].from_node) if edges else node
-            consumers = [node]
-        else:
-            producer, consumers = self.producer(node), self.consumers(node)
+    def weight_site(self, name: str, op: NNCFNode, port: int) -> Site:
+        return Site(name, op.node_name, port, True, frozenset({"weights", self.op_role(op)}), ())
+
+    def activation_site(self, name: str, op: NNCFNode, port: int, producer: NNCFNode, consumers,
+                        walk: bool = True) -> Site:
+        """The site ``name`` on a tensor that ``producer`` makes (looked through layout ops) and ``consumers`` read."""
         roles = set()
-        if producer.node_type in ("layer_norm", "addcmul"):
+        producer = self.producer(producer) if walk else producer
+        kind = self.kind(producer)
+        if kind in ("norm", "affine"):
             roles.add("norm_output")
-            if producer.node_type == "addcmul":
+            if kind == "affine":
                 roles.add("affine_output")
-        elif producer.node_type in ACTIVATIONS:
+        elif kind == "activation":
             roles.add("activation_output")
         elif self._is_gating_product(producer):
             roles.add("spatial_gating_product")
-        elif producer.node_type == "add":
+        elif kind == "add":
             roles.add("residual_add")
         for c in consumers:
             role = self.op_role(c)
@@ -161,9 +265,21 @@ class GraphRoles:
                 roles.add(role + "_input")
             elif role == "spatial_gating":
                 roles.add("token_mixing_input")
-            elif c.node_type == "add":
+            elif self.kind(c) == "add":
                 roles.add("residual_add")
             elif self._is_gating_product(c):
                 roles.add("spatial_gating_input")
-        matmuls = tuple(c.node_name for c in consumers if c.node_type in MATMUL_OPS | CONV_OPS)
-        return Site(hook_name, op_name, port, False, frozenset(roles), matmuls)
+        matmuls = tuple(c.node_name for c in consumers if self.kind(c) in ("matmul", "conv"))
+        return Site(name, op.node_name, port, False, frozenset(roles), matmuls)
+
+    def site(self, hook_name: str) -> Site:
+        """The site of a torch hook name (``pre_hooks.<op>__<port>.<i>`` or ``post_hooks.<op>__0.<i>``)."""
+        hook_type, op_name, port = decode_hook_name(hook_name)
+        node = self.graph.get_node_by_name(op_name)
+        if hook_type == "pre_hooks":
+            edges = self._port_edges(node, port)
+            if edges and self.is_const(edges[0].from_node):  # a weight
+                return self.weight_site(hook_name, node, port)
+            return self.activation_site(hook_name, node, port, edges[0].from_node if edges else node, [node],
+                                        walk=bool(edges))
+        return self.activation_site(hook_name, node, port, node, self.consumers(node))
