@@ -265,9 +265,13 @@ def test_ptq_time_benchmark(tmp_path, capsys):
 
     out = tmp_path / "ptq.json"
     assert ptq_main(["--model", "mixer_fmnist", "--recipe", "qmlp_w8a8", "--calibration-size", "4", "--threads", "1",
-                     "--json", str(out)]) == 0
-    assert "| mixer_fmnist | qmlp_w8a8 | fashion-mnist train x4 |" in capsys.readouterr().out
-    row = json.loads(out.read_text())["rows"][0]
-    assert row["ptq_s"] > 0 and row["quantizers"] > 10 and row["calibration_size"] == 4
+                     "--backend", "torch", "--backend", "openvino", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| mixer_fmnist | qmlp_w8a8 | torch | fashion-mnist train x4 |" in text
+    assert "| mixer_fmnist | qmlp_w8a8 | openvino | fashion-mnist train x4 |" in text
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["backend"] for r in rows] == ["torch", "openvino"]
+    for row in rows:
+        assert row["ptq_s"] > 0 and row["quantizers"] > 10 and row["calibration_size"] == 4
     assert ptq_main(["--model", "mixer_fmnist", "--recipe", "nope", "--calibration-size", "4"]) == 2
     assert "unknown recipe 'nope'" in capsys.readouterr().err

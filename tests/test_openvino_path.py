@@ -235,3 +235,16 @@ def test_cli_quantizes_an_ir(tmp_path):
     missing = _qmlp("quantize", "--ir", str(tmp_path / "nope.xml"), "--recipe", "qmlp_w8a8", "--out",
                     str(tmp_path / "y"))
     assert missing.returncode == 2 and "no such file" in missing.stderr and not (tmp_path / "y").exists()
+
+
+def test_ov_path_benchmark(tmp_path, capsys):
+    from qmlp_nncf.benchmark.ov_path import main
+
+    out = tmp_path / "rows.json"
+    assert main(["--model", "mixer_fmnist", "--recipe", "qmlp_w8a8", "--calibration-size", "8", "--limit", "200",
+                 "--no-torch-top1", "--threads", "1", "--json", str(out)]) == 0
+    assert "| mixer_fmnist | qmlp_w8a8 |" in capsys.readouterr().out
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["n"] == 200 and row["quantizers_torch"] == row["quantizers_openvino"] > 10
+    assert row["delta_pt"] == round(100 * (row["openvino_path_ir_top1"] - row["torch_path_ir_top1"]), 2)
+    assert main(["--model", "mixer_fmnist", "--recipe", "nope"]) == 2

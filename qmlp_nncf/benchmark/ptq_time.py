@@ -18,31 +18,51 @@ from .console import nncf_output_to_stderr
 from .ov_latency import write_json
 
 
-def time_ptq(name: str, recipe: str, calibration_size: int = 0, data=None, random_calibration: bool = False) -> dict:
-    """One PTQ run (``calibration_size`` 0: the recipe's) on ``data``'s train split (a ``DataSource``;
-    default Fashion-MNIST) or random images: ``{"model", "recipe", "calibration_size", "ptq_s", "quantizers"}``."""
+BACKENDS = ("torch", "openvino")
+
+
+def time_ptq(name: str, recipe: str, calibration_size: int = 0, data=None, random_calibration: bool = False,
+             backends=("torch",), repeat: int = 1) -> list[dict]:
+    """PTQ runs (``calibration_size`` 0: the recipe's) on ``data``'s train split (a ``DataSource``; default
+    Fashion-MNIST) or random images, one row per backend: ``torch`` quantizes the torch model, ``openvino`` its
+    float IR (converted before the clock starts) on NNCF's OpenVINO backend. With ``repeat`` > 1 the backends
+    alternate and each row has the median and the range of its runs."""
+    import statistics
+
+    from ..export.openvino_ir import convert
     from ..export.prepare import calibration_data, check_recipe
     from ..quantization import load_recipe, quantize
     from ..sources import ModelSource
 
     check_recipe(recipe)
     calibration_size = calibration_size or load_recipe(recipe).calibration_size
-    model = ModelSource(name).load().model
+    model = ModelSource(name).load().model.eval()
     data, described = calibration_data(model, calibration_size, data, random_calibration)
     items = [data[i] for i in range(len(data))]  # decoded before the clock starts
-    t0 = time.perf_counter()
-    quantized = quantize(model.eval(), items, recipe=recipe, calibration_size=calibration_size,
-                         log=lambda msg: None)
-    seconds = time.perf_counter() - t0
-    return {"model": name, "recipe": recipe, "calibration_size": calibration_size, "calibration": described,
-            "ptq_s": round(seconds, 1), "quantizers": quantized.quantizers,
-            "threads": torch.get_num_threads()}
+    inputs = {"torch": model}
+    if "openvino" in backends:
+        inputs["openvino"] = convert(model, (1, *items[0][0].shape))
+    times: dict[str, list[float]] = {b: [] for b in backends}
+    quantizers = {}
+    for _ in range(repeat):
+        for backend in backends:
+            t0 = time.perf_counter()
+            quantized = quantize(inputs[backend], items, recipe=recipe, calibration_size=calibration_size,
+                                 log=lambda msg: None)
+            times[backend].append(time.perf_counter() - t0)
+            quantizers[backend] = quantized.quantizers
+            del quantized
+    return [{"model": name, "recipe": recipe, "backend": b, "calibration_size": calibration_size,
+             "calibration": described, "ptq_s": round(statistics.median(times[b]), 1),
+             "runs_s": [round(t, 1) for t in times[b]], "quantizers": quantizers[b],
+             "threads": torch.get_num_threads()} for b in backends]
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | recipe | calibration | PTQ s | quantizers |", "|---|---|---|---:|---:|"]
-    lines += [f"| {r['model']} | {r['recipe']} | {r['calibration']} | {r['ptq_s']:.1f} | {r['quantizers']} |"
-              for r in rows]
+    lines = ["| model | recipe | backend | calibration | PTQ s (median) | runs | quantizers |",
+             "|---|---|---|---|---:|---|---:|"]
+    lines += [f"| {r['model']} | {r['recipe']} | {r['backend']} | {r['calibration']} | {r['ptq_s']:.1f} | "
+              f"{min(r['runs_s']):.1f}-{max(r['runs_s']):.1f} | {r['quantizers']} |" for r in rows]
     return "\n".join(lines) + f"\n\n{rows[0]['threads'] if rows else '-'} torch threads, {os.cpu_count()} CPUs."
 
 
@@ -55,6 +75,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="calibration images (default: the recipe's, 300 for most)")
     p.add_argument("--data", help="calibration data source: fashion-mnist (default) or an ImageFolder root")
     p.add_argument("--random-calibration", action="store_true", help="calibrate on random images (timing only)")
+    p.add_argument("--backend", action="append", choices=BACKENDS,
+                   help="torch (default) and/or openvino (the float IR on NNCF's OpenVINO backend); both alternate")
+    p.add_argument("--repeat", type=int, default=1, help="runs per backend (median and range reported)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
     args = p.parse_args(argv)
@@ -68,8 +91,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         for name in args.model:
             for recipe in args.recipe:
                 with nncf_output_to_stderr():
-                    rows.append(time_ptq(name, recipe, args.calibration_size, data, args.random_calibration))
-                print(f"{name} / {recipe}: {rows[-1]['ptq_s']:.1f} s", file=sys.stderr, flush=True)
+                    new = time_ptq(name, recipe, args.calibration_size, data, args.random_calibration,
+                                   tuple(args.backend or ("torch",)), args.repeat)
+                rows += new
+                for r in new:
+                    print(f"{name} / {recipe} / {r['backend']}: {r['ptq_s']:.1f} s", file=sys.stderr, flush=True)
     except (ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
