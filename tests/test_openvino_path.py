@@ -152,6 +152,17 @@ def test_stock_baseline_is_nncf_openvino_result(calib):
     assert ours == stock and ours
 
 
+def test_sites_are_found_through_smoothquant(calib):
+    """SmoothQuant puts a Multiply between the tensor and its FakeQuantize: the site is still the Linear's input."""
+    from qmlp_nncf.quantization import quantize
+
+    report = quantize(_float_ir(_load("resmlp_fmnist")), calib[:16], "nncf_transformer_w8a8").report
+    assert any("nncf_smooth_quant" in r["hook"] for r in report)
+    inputs = [r for r in report if "weights" not in r["roles"]]
+    assert inputs and all({"token_mixing_input", "channel_mixing_input", "classifier_input",
+                           "patch_embedding_input"} & set(r["roles"]) for r in inputs)
+
+
 def test_scopes_use_the_ir_node_names(calib):
     from qmlp_nncf.quantization import quantize
     from qmlp_nncf.quantization.rules import rules_from_list

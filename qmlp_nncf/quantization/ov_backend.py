@@ -154,13 +154,16 @@ def _collect(model, decisions: list[Decision], items: list[np.ndarray], log) -> 
     probe.add_outputs([fqs[d.site.hook_name].input_value(0) for d in watch])
     for fq in fqs.values():
         fq.output(0).replace(fq.input_value(0))
-    batch = CALIBRATION_BATCH
-    try:
-        probe.reshape({probe.inputs[0]: [-1, *list(probe.inputs[0].get_partial_shape())[1:]]})
-    except RuntimeError:
-        batch = 1  # an IR with a hard-coded batch
-    compiled = ov.Core().compile_model(probe, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    request = compiled.create_infer_request()
+    config = {"INFERENCE_PRECISION_HINT": "f32"}  # ranges of the float model, not of its bf16 execution
+    static = list(probe.inputs[0].get_partial_shape())
+    try:  # batches of CALIBRATION_BATCH items; statistics stay per item
+        batched = probe.clone()
+        batched.reshape({batched.inputs[0]: [-1, *static[1:]]})
+        request = ov.Core().compile_model(batched, "CPU", config).create_infer_request()
+        request.infer({0: np.concatenate(items[:2])})
+        batch = CALIBRATION_BATCH
+    except RuntimeError:  # an IR with a hard-coded batch
+        request, batch = ov.Core().compile_model(probe, "CPU", config).create_infer_request(), 1
     collectors = {d.site.hook_name: RangeCollector(d.spec) for d in watch}
     for i in range(0, len(items), batch):
         request.infer({0: np.concatenate(items[i:i + batch])})
