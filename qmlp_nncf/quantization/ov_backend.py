@@ -231,6 +231,28 @@ def _replace_constants(fq, params, shape: Optional[list] = None) -> None:
     fq.set_attribute("levels", int(params.levels))
 
 
+def _set_bits(fq, bits: int) -> None:
+    """What setting ``num_bits`` on an NNCF torch quantizer does, on a FakeQuantize: the scale (high) stays; a signed
+    symmetric range ``[-high * L / (L - 2), high]`` (L = 2^bits levels, NNCF's level_low / level_high) is rebuilt
+    for the new L; narrow-range (weights: odd levels), unsigned and affine ranges keep their limits."""
+    old = fq.get_attributes()["levels"]
+    narrow = old % 2 == 1
+    levels = 2 ** bits - narrow
+    if levels == old:
+        return
+    low, high = (fq.input_value(i).get_node() for i in (1, 2))
+    if not narrow and low.get_type_name() == "Constant" and high.get_type_name() == "Constant":
+        lo, hi = low.get_data().astype(np.float32), high.get_data().astype(np.float32)
+        signed_symmetric = np.allclose(lo, -hi * old / (old - 2), rtol=1e-4) and np.all(hi > 0)
+        if signed_symmetric:
+            new_low = _const((-hi * levels / (levels - 2)).reshape(lo.shape))
+            fq.input(1).replace_source_output(new_low.output(0))
+            out_low = fq.input_value(3).get_node()
+            if out_low.get_type_name() == "Constant" and np.allclose(out_low.get_data(), lo):
+                fq.input(3).replace_source_output(new_low.output(0))
+    fq.set_attribute("levels", levels)
+
+
 # ------------------------------------------------------------------------------------------------ the pass
 def respecify(model, roles: GraphRoles, rules, defaults: dict[str, QuantizerSpec], items: list[np.ndarray],
               recalibrate: bool = True, log=lambda m: None) -> list[Decision]:
@@ -248,8 +270,7 @@ def respecify(model, roles: GraphRoles, rules, defaults: dict[str, QuantizerSpec
             fq.output(0).replace(fq.input_value(0))
             continue
         if not recalibrate:  # the stock baselines: NNCF's range, only the bit width changes
-            narrow = fq.get_attributes()["levels"] % 2 == 1
-            fq.set_attribute("levels", 2 ** d.spec.bits - narrow)
+            _set_bits(fq, d.spec.bits)
             continue
         if d.site.is_weight:
             low, high = _weight_limits(fq, d.spec)
