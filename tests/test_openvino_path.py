@@ -265,6 +265,7 @@ def test_cli_quantizes_an_ir(tmp_path):
     assert missing.returncode == 2 and "no such file" in missing.stderr and not (tmp_path / "y").exists()
 
 
+@pytest.mark.slow  # the library path it drives is covered above; this checks the script's table and JSON
 def test_ov_path_benchmark(tmp_path, capsys):
     from qmlp_nncf.benchmark.ov_path import main
 
