@@ -85,6 +85,15 @@ class QuantizeRun:
         return d
 
 
+def _check_out(out: str | Path, force: bool) -> Path:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ValueError(f"{out} is not empty; pass --force to overwrite")
+    return out
+
+
 def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice, out: str | Path, *,
                     calibration_size: int = 0, limit: int = 0, export: bool = True, force: bool = False,
                     batch_size: int = 256, seed: int = 0, progress: bool = False, log=_log) -> QuantizeRun:
@@ -92,11 +101,7 @@ def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
     from ..checkpoint import quantized_payload, save_checkpoint
     from ..evaluation import evaluate
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ValueError(f"{out} is not empty; pass --force to overwrite")
+    out = _check_out(out, force)
     val = subset(data.dataset("val", loaded.model), limit)  # fail on bad data before the slow part
     result = quantize_source(loaded, data, choice, calibration_size, seed, log)
     if export:
@@ -142,11 +147,7 @@ def quantize_ir_to_dir(ir: str | Path, data: DataSource, choice: RecipeChoice, o
     from .evaluate import ir_top1
     from .openvino_ir import XML_NAME, read_metadata, set_metadata, versions
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ValueError(f"{out} is not empty; pass --force to overwrite")
+    out = _check_out(out, force)
     model = read_ir(ir)
     image_input(model)
     source_meta = read_metadata(model)
@@ -158,10 +159,7 @@ def quantize_ir_to_dir(ir: str | Path, data: DataSource, choice: RecipeChoice, o
     val = subset(data.dataset("val", info), limit)  # fail on bad data before the slow part
     size = calibration_size or getattr(choice.recipe, "calibration_size", 300)
     calib = data.calibration(info, size, seed)
-    if isinstance(choice.recipe, str):
-        raise ValueError(f"--recipe {choice.recipe}: the auto search needs the torch model; run it with "
-                         f"--model/--checkpoint, then quantize the IR with the recipe.json it writes")
-    _int8_note(choice.recipe.weight_compression is None)
+    _int8_note(getattr(choice.recipe, "weight_compression", None) is None)
     result = quantize(model, calib, choice.recipe, ignored_scope=choice.ignored_scope, log=log)
     metrics = ir_top1(result.model, val, batch_size=batch_size, progress=progress)
     meta = {"input_shape": [1, *info.input_size], "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

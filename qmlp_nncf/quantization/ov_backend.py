@@ -143,7 +143,7 @@ def fq_site(roles: GraphRoles, fq, known: set) -> Site:
 
 
 # ------------------------------------------------------------------------------------------------ ranges
-def _collect(model, decisions: list[Decision], items: list[np.ndarray], log) -> dict:
+def _collect(model, decisions: list[Decision], items: list[np.ndarray]) -> dict:
     """Per-op range collectors fed by OpenVINO inference (true f32) with every FakeQuantize bypassed."""
     import openvino as ov
 
@@ -255,7 +255,7 @@ def _set_bits(fq, bits: int) -> None:
 
 # ------------------------------------------------------------------------------------------------ the pass
 def respecify(model, roles: GraphRoles, rules, defaults: dict[str, QuantizerSpec], items: list[np.ndarray],
-              recalibrate: bool = True, log=lambda m: None) -> list[Decision]:
+              recalibrate: bool = True) -> list[Decision]:
     """Apply ``rules`` to every FakeQuantize of the NNCF-quantized ``model`` (in place); see ``respec.respecify``."""
     known = {n.node_name for n in roles.graph.get_all_nodes()}
     fqs = _fake_quantizes(model)
@@ -264,7 +264,7 @@ def respecify(model, roles: GraphRoles, rules, defaults: dict[str, QuantizerSpec
         site = fq_site(roles, fq, known)
         spec, keep_float = resolve(site, rules, defaults["weights" if site.is_weight else "activations"])
         decisions.append(Decision(site, None if keep_float else spec))
-    collectors = _collect(model, decisions, items, log) if recalibrate else {}
+    collectors = _collect(model, decisions, items) if recalibrate else {}
     for fq, d in zip(fqs, decisions):
         if d.spec is None:
             fq.output(0).replace(fq.input_value(0))
@@ -295,7 +295,6 @@ def post_training(model, items: list[torch.Tensor], recipe: Recipe, roles: Graph
     from .family_rules import family_rules
     from .ptq import NNCF_SEED_ITEMS, _check_scopes, _nncf_kwargs
 
-    check_recipe(recipe)
     arrays = [x.numpy() for x in items]
     seeds = arrays[:NNCF_SEED_ITEMS] if recipe.recalibrate else arrays
     kwargs = _nncf_kwargs(recipe, ignored_scope)
@@ -304,7 +303,7 @@ def post_training(model, items: list[torch.Tensor], recipe: Recipe, roles: Graph
     rules = (family_rules(family) if recipe.family_rules else ()) + recipe.rules
     _check_scopes(rules, roles)
     decisions = respecify(quantized, roles, rules, {"weights": recipe.weights, "activations": recipe.activations},
-                          arrays, recalibrate=recipe.recalibrate, log=log)
+                          arrays, recalibrate=recipe.recalibrate)
     compress_quantize_weights_transformation(quantized)
     return quantized, decisions
 
@@ -322,18 +321,6 @@ def check_items(model, items: list[torch.Tensor]) -> None:
         raise IRError(f"the calibration images are {'x'.join(map(str, got))} but the IR takes "
                       f"{'x'.join(map(str, want))}; preprocess for the IR's input (--input-size, "
                       f"--convert-channels) or give an IR of that size")
-
-
-def compress_weights(model, recipe: Recipe, items: list[torch.Tensor]):
-    import nncf
-    from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
-
-    wc = recipe.weight_compression
-    return nncf.compress_weights(
-        model.clone(), mode=nncf.CompressWeightsMode(wc.mode),
-        group_size=wc.group_size if wc.mode.startswith("int4") else -1,
-        ratio=wc.ratio if wc.mode.startswith("int4") else None, dataset=nncf.Dataset([x.numpy() for x in items]),
-        advanced_parameters=AdvancedCompressionParameters(group_size_fallback_mode=GroupSizeFallbackMode.ADJUST))
 
 
 def fq_census(model) -> list[dict]:

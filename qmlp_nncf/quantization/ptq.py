@@ -99,9 +99,16 @@ def _nncf_kwargs(recipe: Recipe, ignored_scope: Optional[nncf.IgnoredScope]) -> 
     return kw
 
 
-def _compress_weights(model: torch.nn.Module, recipe: Recipe, items: list[torch.Tensor]) -> torch.nn.Module:
+def _compress_weights(model, recipe: Recipe, items: list[torch.Tensor]):
+    """``nncf.compress_weights`` on a copy of ``model`` (a torch module or an ``openvino.Model``)."""
     from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
 
+    from .ov_backend import is_openvino_model
+
+    if is_openvino_model(model):
+        model, items = model.clone(), [x.numpy() for x in items]
+    else:
+        model = copy.deepcopy(model)  # compress_weights works in place
     wc = recipe.weight_compression
     return nncf.compress_weights(
         model, mode=nncf.CompressWeightsMode(wc.mode), group_size=wc.group_size if wc.mode.startswith("int4") else -1,
@@ -206,7 +213,7 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
 
     tuning = None
     if recipe.weight_compression is not None:
-        quantized = _compress_weights(copy.deepcopy(model), recipe, items)  # compress_weights works in place
+        quantized = _compress_weights(model, recipe, items)
         report: list[dict] = []
     else:
         roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
@@ -242,7 +249,7 @@ def _quantize_openvino(model, dataset, recipe, ignored_scope, extra_rules, calib
     family = ov_backend.family_of_graph(roles)
     _check_ignored_scope(ignored_scope, roles)
     if recipe.weight_compression is not None:
-        quantized, report = ov_backend.compress_weights(model, recipe, items), []
+        quantized, report = _compress_weights(model, recipe, items), []
     else:
         quantized, decisions = ov_backend.post_training(model, items, recipe, roles, family, ignored_scope, log)
         report = [d.to_dict() for d in decisions]
