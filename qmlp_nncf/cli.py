@@ -17,6 +17,11 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .data import DataError
+from .export.openvino_ir import W4_KERNELS
+
+W4_HELP = ("how the IR runs the 4-bit weights of a W4A8/W4A4 model: int8 (default; int8 GEMM kernels, the weights "
+           "stay 4-bit on disk) or i4 (OpenVINO's weight-decompression kernels, which re-quantize the activations "
+           "dynamically)")
 
 
 def _log(msg: str) -> None:
@@ -209,7 +214,8 @@ def cmd_quantize(args) -> dict:
                                   limit=args.limit, force=args.force, progress=not args.json).to_json()
     loaded = model_source(args).load(float_for="qmlp quantize")
     run = quantize_to_dir(loaded, data_source(args), choice, args.out, calibration_size=args.calibration_size,
-                          limit=args.limit, export=not args.no_export, force=args.force, progress=not args.json)
+                          limit=args.limit, export=not args.no_export, force=args.force, progress=not args.json,
+                          w4_kernels=args.w4_kernels)
     return run.to_json()
 
 
@@ -305,7 +311,8 @@ def cmd_export(args) -> dict:
                           calibration_size=args.calibration_size, random_calibration=args.random_calibration,
                           batch=args.batch, dynamic_batch=args.dynamic_batch, ovms_repo=args.ovms_repo,
                           ovms_name=args.ovms_name, ovms_version=args.ovms_version, force=args.force,
-                          evaluate=args.evaluate, limit=args.limit, progress=not args.json)
+                          evaluate=args.evaluate, limit=args.limit, progress=not args.json,
+                          w4_kernels=args.w4_kernels)
     _log(f"wrote {result.xml}")
     return result.to_json()
 
@@ -393,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, default=0, help="evaluate on the first N val images only")
     q.add_argument("--no-export", action="store_true", help="skip the OpenVINO IR export")
     q.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    q.add_argument("--w4-kernels", choices=W4_KERNELS, default="int8", help=W4_HELP)
 
     n = new("analyze", "why a model is hard to quantize: ranges, sensitivity, figures, report.html, and the "
                        "recipe that follows", cmd_analyze)
@@ -435,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--batch", type=int, default=1, help="static batch size of the IR")
     x.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension dynamic")
     x.add_argument("--force", action="store_true", help="replace an existing IR")
+    x.add_argument("--w4-kernels", choices=W4_KERNELS, default="int8", help=W4_HELP)
     x.add_argument("--calibration-size", type=int, default=300, help="calibration images for --recipe")
     x.add_argument("--random-calibration", action="store_true",
                    help="calibrate on random images (speed measurements only; labelled so in rt_info)")

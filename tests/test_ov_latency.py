@@ -70,18 +70,34 @@ def test_model_on_the_fly(capsys):
     assert "| gmlp_fmnist | fp32 | CPU | f32 |" in capsys.readouterr().out
 
 
-def test_absent_device_is_skipped():
-    use, notes = resolve_devices(["GPU", "CPU"], ["CPU"])
-    assert use == ["CPU"] and "GPU skipped" in notes[0]
+def test_absent_device_fails_with_the_fix():
+    """A device asked for by name that is absent is an error, never a run on another device."""
+    with pytest.raises(BenchmarkError, match=r"device GPU is not present: OpenVINO sees CPU\. An Intel GPU needs"):
+        resolve_devices(["GPU", "CPU"], ["CPU"])
+    with pytest.raises(BenchmarkError, match="device NPU is not present") as e:
+        resolve_devices(["NPU"], ["CPU"])
+    assert "GPU" not in str(e.value)
     assert resolve_devices([], ["CPU"]) == (["CPU", "AUTO"], [])
     assert resolve_devices([], ["CPU", "GPU.0"])[0] == ["CPU", "GPU", "AUTO"]
-    with pytest.raises(BenchmarkError, match="none of the requested devices"):
-        resolve_devices(["GPU"], ["CPU"])
+    assert resolve_devices(["GPU"], ["CPU", "GPU.0"])[0] == ["GPU"]
 
 
-def test_absent_device_cli(float_ir, capsys):
-    assert main(["--ir", str(float_ir), "--device", "NPU", "--quick", "--no-progress"]) == 2
-    assert "none of the requested devices (NPU)" in capsys.readouterr().err
+@pytest.mark.parametrize("device", ["GPU", "NPU"])
+def test_absent_device_cli(float_ir, capsys, device):
+    assert main(["--ir", str(float_ir), "--device", device, "--quick", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"device {device} is not present" in err and "Traceback" not in err
+    assert ("--device CPU" in err) == (device == "GPU")
+
+
+def test_int8_capability_is_read_from_the_device():
+    import openvino as ov
+
+    from qmlp_nncf.benchmark.ov_latency import int8_supported
+
+    core = ov.Core()
+    assert int8_supported(core, "CPU") == ("INT8" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    assert int8_supported(core, "GPU") is False  # absent here: no capability to read
 
 
 @pytest.mark.parametrize("args, message", [
@@ -90,6 +106,9 @@ def test_absent_device_cli(float_ir, capsys):
     (["--model", "no_such_model"], "unknown model 'no_such_model'"),
     (["--model", "gmlp_fmnist", "--recipe", "no_such_recipe"], "no_such_recipe"),
     (["--ir", "x.xml", "--recipe", "fp32"], "--recipe applies to --model"),
+    (["--model", "gmlp_fmnist", "--vs", "qmlp_w8a8"], "--vs qmlp_w8a8: no --recipe or --ir of that recipe"),
+    (["--model", "gmlp_fmnist", "--repeats", "0"], "--repeats must be >= 1"),
+    (["--model", "gmlp_fmnist", "--w4-kernels", "fp4"], "unknown --w4-kernels"),
 ])
 def test_bad_input(args, message, capsys):
     assert main([*args, "--quick", "--no-progress"]) == 2

@@ -293,6 +293,7 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
 
     from ..evaluation import evaluate
     from ..quantization import load_recipe, quantize
+    from ..quantization.ptq import items_wanted
 
     recipes = check_recipes(cfg.recipes)
     models = models if models is not None else zoo_models(cfg.models, log)
@@ -320,8 +321,9 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
             recipe = AUTO_PLACEHOLDER if recipe_name.startswith("auto:") else load_recipe(recipe_name)
             size = cfg.calibration_size or recipe.calibration_size
             t0 = time.perf_counter()
-            q = quantize(copy.deepcopy(float_model), data.calibration(float_model, size),
-                         recipe_name if recipe is AUTO_PLACEHOLDER else recipe, calibration_size=size, log=log)
+            chosen = recipe_name if recipe is AUTO_PLACEHOLDER else recipe
+            q = quantize(copy.deepcopy(float_model), data.calibration(float_model, items_wanted(chosen, size)),
+                         chosen, calibration_size=size, log=log)
             quantized, recipe = q.model, q.recipe
             base = {"model": model.name, "recipe": recipe_name, "mismatched": mis, "calibration_size": size,
                     "n": len(test), "float_top1_reference": model.reference_top1, "float_top1": float_top1,

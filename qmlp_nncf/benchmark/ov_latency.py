@@ -24,9 +24,10 @@ from .console import nncf_output_to_stderr
 
 DEVICES = ("CPU", "GPU", "AUTO")
 HINTS = ("f32", "bf16")
-GEMM_TYPES = ("FullyConnected", "MatMul")  # the int8_share counts these
+GEMM_TYPES = ("FullyConnected", "MatMul")  # the int8_share / i4_share count these
 CENSUS_TYPES = GEMM_TYPES + ("Convolution",)
-INT_PRECISIONS = ("i8", "u8", "i4", "u4")
+INT8_PRECISIONS = ("i8", "u8")  # int8 GEMM kernels
+INT4_PRECISIONS = ("i4", "u4")  # 4-bit weight-decompression kernels (activations re-quantized dynamically)
 FP32 = "fp32"
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
@@ -49,6 +50,10 @@ class BenchConfig:
     data: dict = field(default_factory=dict)  # sources.DataSource.to_json() to calibrate on; {}: see random_calibration
     random_calibration: bool = False  # calibrate on random images (speed only); else --data, or Fashion-MNIST
     model_kwargs: dict = field(default_factory=dict)  # timm kwargs for every --model
+    # how the 4-bit weights of W4A8/W4A4 IRs built on the fly run (export.openvino_ir.W4_KERNELS); each is a row
+    w4_kernels: list[str] = field(default_factory=lambda: ["int8"])
+    repeats: int = 1  # every measurement this many times, the IRs taking turns; rows give the median and range
+    versus: str = ""  # a recipe: speedup_vs_ref = this row against that recipe's row of the same model (per repeat)
 
     def __post_init__(self):
         if self.quick:
@@ -58,6 +63,13 @@ class BenchConfig:
             raise BenchmarkError(f"unknown precision hint(s) {bad}; choose from {', '.join(HINTS)}")
         if self.batch < 1:
             raise BenchmarkError(f"--batch must be >= 1, got {self.batch}")
+        if self.repeats < 1:
+            raise BenchmarkError(f"--repeats must be >= 1, got {self.repeats}")
+        from ..export.openvino_ir import W4_KERNELS
+
+        bad = [k for k in self.w4_kernels if k not in W4_KERNELS] or ([] if self.w4_kernels else ["(none)"])
+        if bad:
+            raise BenchmarkError(f"unknown --w4-kernels {bad}; choose from {', '.join(W4_KERNELS)}")
 
 
 @dataclass
@@ -97,16 +109,32 @@ def _present(device: str, available: list[str]) -> bool:
     return any(a == device or a.split(".")[0] == device for a in available)
 
 
+GPU_HELP = ("An Intel GPU needs its OpenVINO driver (intel-opencl-icd / Level Zero) and must appear in "
+            "`python -c \"import openvino as ov; print(ov.Core().available_devices)\"`; on this machine use --device CPU")
+
+
 def resolve_devices(requested: list[str], available: list[str]) -> tuple[list[str], list[str]]:
-    """(devices to use, notes about skipped ones)."""
-    wanted = requested or list(DEVICES)
-    use = [d for d in wanted if _present(d, available)]
-    notes = [f"device {d} skipped: not present (OpenVINO sees {', '.join(available) or 'no device'})"
-             for d in wanted if d not in use and requested]
+    """(devices to use, notes). Every device asked for by name must be present: a run that silently measured
+    another device (or none) would report numbers for hardware the user did not ask about."""
+    absent = [d for d in requested if not _present(d, available)]
+    if absent:
+        gpu = " " + GPU_HELP if any(d.split(".")[0] == "GPU" for d in absent) else ""
+        raise BenchmarkError(f"device {', '.join(absent)} is not present: OpenVINO sees "
+                             f"{', '.join(available) or 'no device'}.{gpu}")
+    use = requested or [d for d in DEVICES if _present(d, available)]
     if not use:
-        raise BenchmarkError(f"none of the requested devices ({', '.join(wanted)}) is present; OpenVINO sees "
-                             f"{', '.join(available) or 'no device'}")
-    return use, notes
+        raise BenchmarkError("OpenVINO sees no device")
+    return use, []
+
+
+def int8_supported(core, device: str) -> bool:
+    """Whether the device lists INT8 in ``OPTIMIZATION_CAPABILITIES`` (AUTO: its CPU). Intel iGPUs do from
+    Gen12 (Xe) on with DP4A; without it OpenVINO runs an int8 IR's FakeQuantize in f16."""
+    target = "CPU" if device.startswith("AUTO") else device
+    try:
+        return "INT8" in core.get_property(target, "OPTIMIZATION_CAPABILITIES")
+    except RuntimeError:
+        return False
 
 
 def hint_supported(core, device: str, hint: str) -> bool:
@@ -123,7 +151,8 @@ def hint_supported(core, device: str, hint: str) -> bool:
 
 # ---------------------------------------------------------------- measurement
 def precision_census(compiled) -> dict:
-    """Runtime precision of every FullyConnected/MatMul/Convolution in the executed graph."""
+    """Runtime precision of every FullyConnected/MatMul/Convolution in the executed graph; ``int8_share`` is the
+    share of GEMMs on int8 kernels, ``i4_share`` the share on 4-bit weight-decompression kernels."""
     counts: Counter = Counter()
     for op in compiled.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
@@ -135,8 +164,12 @@ def precision_census(compiled) -> dict:
     for (layer, prec), n in sorted(counts.items()):
         census.setdefault(layer, {})[prec] = n
     gemms = sum(n for (layer, _), n in counts.items() if layer in GEMM_TYPES)
-    ints = sum(n for (layer, p), n in counts.items() if layer in GEMM_TYPES and p in INT_PRECISIONS)
-    return {"census": census, "gemm_ops": gemms, "int8_share": ints / gemms if gemms else None}
+    def share(precisions) -> Optional[float]:
+        n = sum(n for (layer, p), n in counts.items() if layer in GEMM_TYPES and p in precisions)
+        return n / gemms if gemms else None
+
+    return {"census": census, "gemm_ops": gemms, "int8_share": share(INT8_PRECISIONS),
+            "i4_share": share(INT4_PRECISIONS)}
 
 
 def _stats(latencies_ms: list[float], images: int, wall_s: float) -> dict:
@@ -212,6 +245,7 @@ def build_sources(models: list[str], recipes: list[str], workdir: Path, cfg: Ben
                   log: Callable[[str], None]) -> list[IRSource]:
     """Prepare, quantize and export every model x recipe (plus fp32, plus the base model of a qmlp_*)."""
     from ..export import export_ir
+    from ..export.openvino_ir import W4_KERNELS
     from ..export.prepare import check_recipe, prepare
     from ..sources import DataSource, ModelSource
 
@@ -234,12 +268,16 @@ def build_sources(models: list[str], recipes: list[str], workdir: Path, cfg: Ben
                     raise
                 raise BenchmarkError(f"{name} / {recipe}: no calibration data ({e}); pass --data <ImageFolder root> "
                                      f"(its train split calibrates), or --random-calibration for speed only") from None
-            out = workdir / f"{name}.{recipe}"
-            result = export_ir(prepared.model, out, (1, *prepared.input_shape), dynamic_batch=True,
-                               metadata=prepared.metadata)
             calibration = prepared.metadata.get("calibration")
             note = "exported on the fly" + (f", calibration {calibration}" if calibration else "")
-            sources.append(IRSource(result.xml, name, recipe, note=note))
+            for kernels in cfg.w4_kernels:
+                result = export_ir(prepared.model, workdir / f"{name}.{recipe}.{kernels}", (1, *prepared.input_shape),
+                                   dynamic_batch=True, metadata=prepared.metadata, w4_kernels=kernels)
+                static_w4 = result.metadata.get("w4_kernels") in W4_KERNELS
+                label = f"{recipe}@{kernels}" if static_w4 and len(cfg.w4_kernels) > 1 else recipe
+                sources.append(IRSource(result.xml, name, label, note=note))
+                if not static_w4:
+                    break  # no 4-bit GEMM weights with static activations: one IR says it all
             log(f"  {name} / {recipe}: IR ready in {time.perf_counter() - t:.0f} s")
     return sources
 
@@ -272,26 +310,35 @@ def _compile(core, src: IRSource, device: str, hint: str, mode: str, batch: int)
     return core.compile_model(model, device, {"PERFORMANCE_HINT": mode.upper(), "INFERENCE_PRECISION_HINT": hint})
 
 
-def add_speedups(rows: list[dict]) -> None:
-    """``speedup_vs_fp32`` (and ``speedup_vs_base_fp32`` for qmlp_* models) from this run's f32 float rows."""
-    base = {(r["model"], r["device"], r["mode"], r["batch"]): r for r in rows
-            if r["recipe"] == FP32 and r["hint"] == "f32"}
+def add_speedups(rows: list[dict], versus: str = "") -> None:
+    """``speedup_vs_fp32`` (and ``speedup_vs_base_fp32`` for qmlp_* models) from this run's f32 float rows, and
+    ``speedup_vs_ref`` against the ``versus`` recipe's row. A ratio is the median of the per-repeat ratios (each
+    repeat measures the two IRs back to back), with their range in ``*_range``."""
+    def key(r, model=None, recipe=None, hint=None):
+        return model or r["model"], recipe or r["recipe"], hint or r["hint"], r["device"], r["mode"], r["batch"]
+
+    by = {key(r): r for r in rows}
     sizes = {r["model"]: r["ir_mb"] for r in rows if r["recipe"] == FP32}
     for r in rows:
-        ref = base.get((r["model"], r["device"], r["mode"], r["batch"]))
-        r["speedup_vs_fp32"] = _ratio(r, ref)
+        _set_ratio(r, "speedup_vs_fp32", by.get(key(r, recipe=FP32, hint="f32")))
         r["size_vs_fp32"] = round(r["ir_mb"] / sizes[r["model"]], 3) if r["model"] in sizes else None
         if r["model"].startswith("qmlp_"):
-            r["speedup_vs_base_fp32"] = _ratio(r, base.get((r["model"].removeprefix("qmlp_"), r["device"],
-                                                            r["mode"], r["batch"])))
+            _set_ratio(r, "speedup_vs_base_fp32", by.get(key(r, model=r["model"].removeprefix("qmlp_"), recipe=FP32,
+                                                             hint="f32")))
+        if versus:
+            _set_ratio(r, "speedup_vs_ref", by.get(key(r, recipe=versus)))
+            r["ref_recipe"] = versus
 
 
-def _ratio(row: dict, ref: Optional[dict]) -> Optional[float]:
+def _set_ratio(row: dict, name: str, ref: Optional[dict]) -> None:
+    row[name] = row[name + "_range"] = None
     if ref is None:
-        return None
-    if row["mode"] == "latency":
-        return round(ref["latency_median_ms"] / row["latency_median_ms"], 3)
-    return round(row["fps"] / ref["fps"], 3)
+        return
+    field_, higher = ("latency_median_ms", False) if row["mode"] == "latency" else ("fps", True)
+    mine, theirs = row["runs"][field_], ref["runs"][field_]
+    ratios = [(m / t if higher else t / m) for m, t in zip(mine, theirs)]
+    row[name] = round(statistics.median(ratios), 3)
+    row[name + "_range"] = [round(min(ratios), 3), round(max(ratios), 3)]
 
 
 def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
@@ -299,6 +346,8 @@ def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
         machine: Optional[dict] = None) -> dict:
     """Measure every source; returns ``{"machine", "config", "notes", "rows", "failures"}``.
 
+    Every model is compiled once; then ``cfg.repeats`` rounds measure each in turn (so that a noisy machine
+    slows them alike), and a row holds the median of its rounds (``runs`` keeps each round's numbers).
     A measurement whose model fails to compile is listed in ``failures`` (and ``notes``), not raised."""
     import openvino as ov
     from tqdm import tqdm
@@ -306,6 +355,8 @@ def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
     core = ov.Core()
     machine = machine or machine_info()
     devices, notes = resolve_devices(cfg.devices, core.available_devices)
+    notes += [f"{d} does not list INT8 in OPTIMIZATION_CAPABILITIES: its int8 IRs run FakeQuantize in float"
+              for d in devices if not int8_supported(core, d)]
     items, hint_notes = plan(sources, devices, cfg, core)
     notes += hint_notes + [f"{s.model} / {s.recipe}: {s.note}" for s in sources if "random" in s.note]
     load, cpus = machine["loadavg_1m_at_start"], machine["usable_cpus"]
@@ -314,28 +365,38 @@ def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
                      f"pessimistic and noisy; ratios measured side by side are more reliable")
     for n in notes:
         log(f"note: {n}")
-    rows, failures = [], []
-    bar = tqdm(items, desc="benchmark", unit="run", disable=not progress, file=sys.stderr)
-    for src, device, hint, mode, batch in bar:
-        bar.set_postfix_str(f"{src.model}/{src.recipe} {device} {hint} {mode} b{batch}")
+    failures, compiled = [], []
+    for src, device, hint, mode, batch in items:
         try:
-            compiled = _compile(core, src, device, hint, mode, batch)
+            compiled.append(((src, device, hint, mode, batch), _compile(core, src, device, hint, mode, batch)))
         except RuntimeError as e:  # an IR the device refuses is a finding: record it, measure the rest
             failures.append({"model": src.model, "recipe": src.recipe, "device": device, "hint": hint,
                              "mode": mode, "batch": batch, "error": _error_summary(e)})
             notes.append(f"{src.model} / {src.recipe} on {device} ({hint}, {mode}, b{batch}) failed to compile: "
                          f"{failures[-1]['error']}")
             log(f"note: {notes[-1]}")
-            continue
-        stats = measure_latency(compiled, cfg) if mode == "latency" else measure_throughput(compiled, cfg)
-        census = precision_census(compiled)
+    runs: list[list[dict]] = [[] for _ in compiled]
+    bar = tqdm(total=len(compiled) * cfg.repeats, desc="benchmark", unit="run", disable=not progress,
+               file=sys.stderr)
+    for _ in range(cfg.repeats):
+        for i, ((src, device, hint, mode, batch), model) in enumerate(compiled):
+            bar.set_postfix_str(f"{src.model}/{src.recipe} {device} {hint} {mode} b{batch}")
+            runs[i].append(measure_latency(model, cfg) if mode == "latency" else measure_throughput(model, cfg))
+            bar.update()
+    bar.close()
+    rows = []
+    for ((src, device, hint, mode, batch), model), stats in zip(compiled, runs):
+        census = precision_census(model)
+        median = {k: statistics.median(s[k] for s in stats) for k in stats[0]}
         rows.append({"model": src.model, "recipe": src.recipe, "device": device, "hint": hint, "mode": mode,
-                     "batch": batch, **{k: _round(v) for k, v in stats.items()},
-                     "int8_share": _round(census["int8_share"]), "gemm_ops": census["gemm_ops"],
-                     "census": census["census"], "execution_devices": _exec_devices(compiled),
+                     "batch": batch, **{k: _round(v) for k, v in median.items()},
+                     "runs": {k: [_round(s[k]) for s in stats] for k in ("latency_median_ms", "fps")},
+                     "int8_share": _round(census["int8_share"]), "i4_share": _round(census["i4_share"]),
+                     "gemm_ops": census["gemm_ops"], "census": census["census"],
+                     "execution_devices": _exec_devices(model),
                      "ir_mb": round(src.xml.with_suffix(".bin").stat().st_size / 2**20, 2), "source": src.note})
-        del compiled
-    add_speedups(rows)
+    del compiled
+    add_speedups(rows, cfg.versus)
     return {"machine": machine, "config": asdict(cfg), "notes": notes, "rows": rows, "failures": failures}
 
 
@@ -362,30 +423,37 @@ def _exec_devices(compiled) -> list[str]:
 
 # ---------------------------------------------------------------- report
 def markdown(result: dict) -> str:
-    """One line per model x recipe x device x hint: b1 latency, bN throughput, int8 share, speedups."""
+    """One line per model x recipe x device x hint: b1 latency, bN throughput, int8 share, speedups (median of
+    the repeats, with their range when there are several)."""
     rows = result["rows"]
+    versus = result["config"].get("versus") or ""
     keys = list(dict.fromkeys((r["model"], r["recipe"], r["device"], r["hint"]) for r in rows))
     by = {(r["model"], r["recipe"], r["device"], r["hint"], r["mode"]): r for r in rows}
     batch = next((r["batch"] for r in rows if r["mode"] == "throughput"), "N")
+    vs_head = f" vs {versus} b1 | vs {versus} b{batch} |" if versus else ""
     lines = [f"| model | recipe | device | hint | b1 latency ms (p90) | b{batch} img/s | int8 share | "
-             f"GEMM runtime precisions | speedup b1 | speedup b{batch} | IR MB (vs fp32) |",
-             "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|"]
+             f"GEMM runtime precisions | speedup b1 | speedup b{batch} |{vs_head} IR MB (vs fp32) |",
+             "|---|---|---|---|---:|---:|---:|---|---:|---:|" + ("---:|---:|" if versus else "") + "---:|"]
     for key in keys:
         lat, thr = by.get((*key, "latency")), by.get((*key, "throughput"))
         any_row = lat or thr
         share = any_row["int8_share"]
         size = f"{any_row['ir_mb']:.1f}" + (f" ({any_row['size_vs_fp32']:.2f}x)" if any_row["size_vs_fp32"] else "")
+        vs = [_ratio_cell(lat, "speedup_vs_ref"), _ratio_cell(thr, "speedup_vs_ref")] if versus else []
         lines.append("| " + " | ".join([
             *key,
             f"{lat['latency_median_ms']:.2f} ({lat['latency_p90_ms']:.2f})" if lat else "-",
             f"{thr['fps']:.1f}" if thr else "-",
             f"{share:.0%}" if share is not None else "-",
             _gemm_precisions(any_row["census"]),
-            _speedup_cell(lat), _speedup_cell(thr), size]) + " |")
+            _speedup_cell(lat), _speedup_cell(thr), *vs, size]) + " |")
     m = result["machine"]
     flags = ", ".join(f for f, on in m["flags"].items() if on) or "none"
+    repeats = result["config"].get("repeats", 1)
     lines += ["", f"Machine: {m['cpu']}, {m['usable_cpus']} usable CPUs ({flags}), load {m['loadavg_1m_at_start']} "
-                  f"at start, OpenVINO {m['openvino']}."]
+                  f"at start, OpenVINO {m['openvino']}."
+              + (f" {repeats} alternating repeats per measurement: median [min-max of the per-repeat ratio]."
+                 if repeats > 1 else "")]
     lines += [f"Note: {n}" for n in result["notes"]]
     return "\n".join(lines)
 
@@ -397,11 +465,19 @@ def _gemm_precisions(census: dict) -> str:
     return " ".join(f"{p}:{n}" for p, n in counts.most_common())
 
 
-def _speedup_cell(row: Optional[dict]) -> str:
-    if row is None or row["speedup_vs_fp32"] is None:
+def _ratio_cell(row: Optional[dict], name: str) -> str:
+    if row is None or row.get(name) is None:
         return "-"
-    cell = f"{row['speedup_vs_fp32']:.2f}x"
-    if row.get("speedup_vs_base_fp32") is not None:
+    spread = row.get(name + "_range")
+    cell = f"{row[name]:.2f}x"
+    if spread and len(row["runs"]["fps"]) > 1:
+        cell += f" [{spread[0]:.2f}-{spread[1]:.2f}]"
+    return cell
+
+
+def _speedup_cell(row: Optional[dict]) -> str:
+    cell = _ratio_cell(row, "speedup_vs_fp32")
+    if cell != "-" and row.get("speedup_vs_base_fp32") is not None:
         cell += f" ({row['speedup_vs_base_fp32']:.2f}x vs base)"
     return cell
 
@@ -414,6 +490,12 @@ def benchmark(irs: list[str], models: list[str], recipes: list[str], cfg: BenchC
     if recipes and not models:
         raise BenchmarkError("--recipe applies to --model; an --ir is benchmarked as it is")
     sources = [ir_source(p) for p in irs]
+    if cfg.versus and cfg.versus not in recipes + [s.recipe for s in sources]:
+        raise BenchmarkError(f"--vs {cfg.versus}: no --recipe or --ir of that recipe is benchmarked; add "
+                             f"--recipe {cfg.versus}")
+    import openvino as ov
+
+    resolve_devices(cfg.devices, ov.Core().available_devices)  # before the slow part
     machine = machine_info()  # before quantizing on the fly, whose own load is not the machine's
     with tempfile.TemporaryDirectory(prefix="qmlp-ov-latency-") as tmp:
         sources += build_sources(models, recipes, Path(tmp), cfg, log)
@@ -444,6 +526,13 @@ def build_parser():
     p.add_argument("--random-calibration", action="store_true",
                    help="calibrate on random images (speed only; labelled so in the IR and the notes)")
     p.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="timm kwargs for every --model")
+    p.add_argument("--w4-kernels", action="append", metavar="int8|i4",
+                   help="how W4A8/W4A4 IRs built on the fly run their 4-bit weights: int8 GEMM kernels (default) "
+                        "or i4 weight-decompression kernels; repeat for one row each (recipe@kernels)")
+    p.add_argument("--repeats", type=int, default=1, metavar="N",
+                   help="measure everything N times, the IRs taking turns; report the median and the spread")
+    p.add_argument("--vs", default="", metavar="RECIPE",
+                   help="add speedups against this recipe's IR of the same model (e.g. nncf_default_w8a8)")
     p.add_argument("--json", metavar="PATH", help="write the rows and the machine block as JSON")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -471,7 +560,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         cfg = BenchConfig(devices=args.device, hints=args.hint or list(HINTS), batch=args.batch,
                           duration_s=args.duration, iterations=args.iterations, quick=args.quick,
                           data=DataSource(args.data).to_json() if args.data else {},
-                          random_calibration=args.random_calibration, model_kwargs=parse_model_kwargs(args.model_kwargs))
+                          random_calibration=args.random_calibration, model_kwargs=parse_model_kwargs(args.model_kwargs),
+                          w4_kernels=args.w4_kernels or ["int8"], repeats=args.repeats, versus=args.vs)
         with nncf_output_to_stderr():
             result = benchmark(args.ir, args.model, args.recipe, cfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, KeyError) as e:  # BenchmarkError, ExportError, DataError...

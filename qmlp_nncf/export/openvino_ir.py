@@ -70,8 +70,12 @@ def failed_ops(message: str) -> list[str]:
     return list(dict.fromkeys(real or ops))
 
 
-def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: bool = False):
-    """``ov.convert_model`` with an error that names the failing op."""
+def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: bool = False,
+            w4_kernels: str = "int8"):
+    """``ov.convert_model`` with an error that names the failing op; ``w4_kernels="int8"`` runs the 4-bit
+    weights of a statically quantized model on int8 kernels (:func:`int4_on_int8_kernels`), ``"i4"`` leaves
+    them to OpenVINO's weight-decompression kernels."""
+    check_w4_kernels(w4_kernels)
     import openvino as ov
 
     input_shape = [int(d) for d in input_shape]
@@ -96,6 +100,8 @@ def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: b
     finally:
         model.train(was_training)
     fold_elementwise_decompression(ov_model)
+    if w4_kernels == "int8" and is_statically_quantized(ov_model):
+        int4_on_int8_kernels(ov_model)
     return ov_model
 
 
@@ -218,24 +224,82 @@ def check_target(target: Path, force: bool) -> Path:
     return target
 
 
+W4_KERNELS = ("int8", "i4")  # how a statically quantized IR runs its 4-bit GEMM weights (see int4_on_int8_kernels)
+
+
+def check_w4_kernels(w4_kernels: str) -> None:
+    if w4_kernels not in W4_KERNELS:
+        raise ExportError(f"w4_kernels {w4_kernels!r}: choose int8 (4-bit weights on disk, int8 GEMM kernels) or "
+                          f"i4 (OpenVINO's weight-decompression kernels)")
+
+
+def four_bit_constants(ov_model) -> int:
+    """How many ``i4``/``u4`` constants the IR holds (4-bit weights)."""
+    import openvino as ov
+
+    return sum(op.get_type_name() == "Constant" and op.get_element_type() in (ov.Type.i4, ov.Type.u4)
+               for op in ov_model.get_ordered_ops())
+
+
+def is_statically_quantized(ov_model) -> bool:
+    """Whether the IR quantizes activations (holds FakeQuantize nodes), not only weights."""
+    return any(op.get_type_name() == "FakeQuantize" for op in ov_model.get_ordered_ops())
+
+
+def int4_on_int8_kernels(ov_model) -> int:
+    """Let 4-bit GEMM weights run on int8 kernels, and keep them 4-bit on disk.
+
+    A 4-bit weight FakeQuantize becomes an ``i4``/``u4`` constant with a Convert -> (Subtract) -> Multiply chain.
+    OpenVINO 2026.4's CPU plugin runs a GEMM whose weights are 4-bit through its weight-decompression kernels
+    (runtime precision ``i4``): the static activation FakeQuantize is dropped and the activations are quantized
+    again, dynamically. That is slower than an int8 GEMM and does not compute what the quantized model computes.
+    A Convert to ``i8``/``u8`` right after the 4-bit constant is folded when the model compiles, so the plugin's
+    low-precision pipeline sees its usual int8-weight pattern (runtime precision ``u8``/``i8``) while the .bin
+    still holds 4-bit values. Only for statically quantized models (weights and activations): weight-only
+    INT4 models have no activation quantizers, and there the decompression kernels are the right ones.
+    Returns the number of constants changed."""
+    import openvino as ov
+    from openvino import opset13
+
+    wider = {ov.Type.i4: ov.Type.i8, ov.Type.u4: ov.Type.u8}
+    changed = 0
+    for node in ov_model.get_ordered_ops():
+        if node.get_type_name() != "Constant" or node.get_element_type() not in wider:
+            continue
+        targets = [t for t in node.output(0).get_target_inputs() if t.get_node().get_type_name() == "Convert"]
+        if not targets:
+            continue
+        widened = opset13.convert(node.output(0), wider[node.get_element_type()])
+        widened.set_friendly_name(node.get_friendly_name() + "/to_int8")
+        for t in targets:
+            t.replace_source_output(widened.output(0))
+        changed += 1
+    if changed:
+        ov_model.validate_nodes_and_infer_types()
+    return changed
+
+
 def export_ir(model: torch.nn.Module, out_dir: str | Path, input_shape: Sequence[int], *,
               dynamic_batch: bool = False, metadata: Optional[dict[str, Any]] = None,
               ovms_name: Optional[str] = None, ovms_version: int = 1, force: bool = False,
-              measure: Optional[Callable[[Any], dict]] = None) -> ExportResult:
+              measure: Optional[Callable[[Any], dict]] = None, w4_kernels: str = "int8") -> ExportResult:
     """Convert ``model`` and write ``model.xml``/``model.bin`` to ``out_dir`` atomically.
 
     ``input_shape`` includes the batch, e.g. ``(1, 3, 224, 224)``. With ``ovms_name``, ``out_dir`` is an
     OVMS model repository and the IR goes to ``<out_dir>/<ovms_name>/<ovms_version>/``. ``measure``
     gets the converted ``ov.Model`` before it is saved and returns extra metadata (e.g. its accuracy).
-    Refuses to replace an existing target unless ``force``.
+    Refuses to replace an existing target unless ``force``. ``w4_kernels``: see :func:`convert`.
     """
     import openvino as ov
 
+    check_w4_kernels(w4_kernels)
     target = check_target(target_dir(out_dir, ovms_name, ovms_version), force)
 
-    ov_model = convert(model, input_shape, dynamic_batch)
+    ov_model = convert(model, input_shape, dynamic_batch, w4_kernels)
     info = {"input_shape": [-1, *input_shape[1:]] if dynamic_batch else list(input_shape),
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **versions(), **(metadata or {})}
+    if four_bit_constants(ov_model):  # how its 4-bit weights run: int8 kernels, or weight decompression
+        info["w4_kernels"] = w4_kernels if is_statically_quantized(ov_model) else "i4 (weight-only)"
     if measure is not None:
         info.update(measure(ov_model))
     stored = set_metadata(ov_model, info)

@@ -15,7 +15,8 @@ from ..quantization.ptq import QuantizationResult, quantize
 from ..quantization.workflow import RecipeChoice, quantize_source
 from ..sources import DataSource, LoadedModel, ModelSource, data_config_of, subset
 from .evaluate import torch_ir_agreement
-from .openvino_ir import ExportError, ExportResult, check_target, export_ir, staged_folder, target_dir
+from .openvino_ir import (ExportError, ExportResult, check_target, check_w4_kernels, export_ir, staged_folder,
+                          target_dir)
 from .prepare import FP32, prepare
 
 
@@ -23,9 +24,11 @@ def export_model(source: ModelSource, out: Optional[str] = None, *, recipe: str 
                  data: Optional[DataSource] = None, calibration_size: int = 300, random_calibration: bool = False,
                  batch: int = 1, dynamic_batch: bool = False, ovms_repo: Optional[str] = None,
                  ovms_name: Optional[str] = None, ovms_version: int = 1, force: bool = False,
-                 evaluate: bool = False, limit: int = 0, progress: bool = False) -> ExportResult:
+                 evaluate: bool = False, limit: int = 0, progress: bool = False,
+                 w4_kernels: str = "int8") -> ExportResult:
     """Export ``source`` (quantized with ``recipe`` on ``data``'s train split, or random images only with
-    ``random_calibration``) to ``out`` or ``<ovms_repo>/<ovms_name>/<ovms_version>/``, atomically."""
+    ``random_calibration``) to ``out`` or ``<ovms_repo>/<ovms_name>/<ovms_version>/``, atomically.
+    ``w4_kernels``: how 4-bit weights run (``export.openvino_ir.convert``)."""
     if bool(out) == bool(ovms_repo):
         raise ExportError("give exactly one destination: --out DIR, or --ovms-repo DIR --ovms-name NAME")
     if bool(ovms_repo) != bool(ovms_name):
@@ -35,6 +38,7 @@ def export_model(source: ModelSource, out: Optional[str] = None, *, recipe: str 
     if random_calibration and evaluate:
         raise ExportError("--evaluate needs real data; it cannot go with --random-calibration")
     check_target(target_dir(ovms_repo or out, ovms_name, ovms_version), force)
+    check_w4_kernels(w4_kernels)
     _int8_note(recipe != FP32 or bool(source.checkpoint))
     data = data or DataSource()
     prepared = prepare(source, recipe, data, calibration_size, random_calibration)
@@ -49,7 +53,7 @@ def export_model(source: ModelSource, out: Optional[str] = None, *, recipe: str 
 
     return export_ir(prepared.model, ovms_repo or out, (batch, *prepared.input_shape), dynamic_batch=dynamic_batch,
                      metadata=prepared.metadata, ovms_name=ovms_name, ovms_version=ovms_version, force=force,
-                     measure=measure)
+                     measure=measure, w4_kernels=w4_kernels)
 
 
 def _log(msg: str) -> None:
@@ -96,12 +100,14 @@ def _check_out(out: str | Path, force: bool) -> Path:
 
 def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice, out: str | Path, *,
                     calibration_size: int = 0, limit: int = 0, export: bool = True, force: bool = False,
-                    batch_size: int = 256, seed: int = 0, progress: bool = False, log=_log) -> QuantizeRun:
+                    batch_size: int = 256, seed: int = 0, progress: bool = False, w4_kernels: str = "int8",
+                    log=_log) -> QuantizeRun:
     """Quantize, evaluate on val, write ``quantized.pth`` (+ ``ir/model.xml``) to ``out`` atomically."""
     from ..checkpoint import quantized_payload, save_checkpoint
     from ..evaluation import evaluate
 
     out = _check_out(out, force)
+    check_w4_kernels(w4_kernels)
     val = subset(data.dataset("val", loaded.model), limit)  # fail on bad data before the slow part
     result = quantize_source(loaded, data, choice, calibration_size, seed, log)
     if export:
@@ -128,7 +134,7 @@ def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
                 "recipe": result.recipe.name, "source_checkpoint": source, "torch_top1": metrics["top1"],
                 "test_images": metrics["n"], "evaluation_data": data.describe("val"),
                 "calibration": f"{data.describe('train')} x{result.calibration_items}",
-                "data_config": json.dumps(data_config_of(loaded.model, data))})
+                "data_config": json.dumps(data_config_of(loaded.model, data))}, w4_kernels=w4_kernels)
             run.ir, run.ir_mb = out / "ir" / ir.xml.name, round(ir.bin.stat().st_size / 2**20, 3)
     log(f"wrote {out}")
     return run

@@ -292,6 +292,8 @@ def post_training(model, items: list[torch.Tensor], recipe: Recipe, roles: Graph
     from nncf.openvino.quantization.backend_parameters import BackendParameters
     from openvino._offline_transformations import compress_quantize_weights_transformation
 
+    from ..export.openvino_ir import int4_on_int8_kernels
+
     from .family_rules import family_rules
     from .ptq import NNCF_SEED_ITEMS, _check_scopes, _nncf_kwargs
 
@@ -305,6 +307,7 @@ def post_training(model, items: list[torch.Tensor], recipe: Recipe, roles: Graph
     decisions = respecify(quantized, roles, rules, {"weights": recipe.weights, "activations": recipe.activations},
                           arrays, recalibrate=recipe.recalibrate)
     compress_quantize_weights_transformation(quantized)
+    int4_on_int8_kernels(quantized)  # 4-bit weights on disk, int8 GEMM kernels (as the torch path exports)
     return quantized, decisions
 
 

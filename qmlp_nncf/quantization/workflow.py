@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..sources import DataSource, LoadedModel
-from .ptq import AUTO_CALIBRATION, QuantizationResult, quantize
+from .ptq import QuantizationResult, items_wanted, quantize
 
 
 def _log(msg: str) -> None:
@@ -65,6 +65,6 @@ def quantize_source(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
                     seed: int = 0, log=_log) -> QuantizationResult:
     """PTQ of a float model with calibration images from ``data``'s train split."""
     check_config_fits(choice, loaded, data)
-    size = calibration_size or getattr(choice.recipe, "calibration_size", AUTO_CALIBRATION)
-    calib = data.calibration(loaded.model, size, seed)
-    return quantize(loaded.model, calib, choice.recipe, ignored_scope=choice.ignored_scope, log=log)
+    calib = data.calibration(loaded.model, items_wanted(choice.recipe, calibration_size or None), seed)
+    return quantize(loaded.model, calib, choice.recipe, ignored_scope=choice.ignored_scope,
+                    calibration_size=calibration_size or None, log=log)

@@ -1,0 +1,11 @@
+"""Per-layer OpenVINO profile of IRs side by side (PERF_COUNT); see ``qmlp_nncf.benchmark.ov_profile``.
+
+python benchmarks/ov_profile.py --ir A/model.xml --ir B/model.xml [--batch N] [--hint f32|bf16] [--rounds R]
+    [--requests N] [--top K] [--json PATH]
+"""
+import sys
+
+from qmlp_nncf.benchmark.ov_profile import main
+
+if __name__ == "__main__":
+    sys.exit(main())
