@@ -54,6 +54,7 @@ class BenchConfig:
     w4_kernels: list[str] = field(default_factory=lambda: ["int8"])
     repeats: int = 1  # every measurement this many times, the IRs taking turns; rows give the median and range
     versus: str = ""  # a recipe: speedup_vs_ref = this row against that recipe's row of the same model (per repeat)
+    cross_check: bool = False  # also run OpenVINO's benchmark_app on every measurement, right after ours
 
     def __post_init__(self):
         if self.quick:
@@ -378,14 +379,17 @@ def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
     runs: list[list[dict]] = [[] for _ in compiled]
     bar = tqdm(total=len(compiled) * cfg.repeats, desc="benchmark", unit="run", disable=not progress,
                file=sys.stderr)
+    checks: list[list[dict]] = [[] for _ in compiled]
     for _ in range(cfg.repeats):
         for i, ((src, device, hint, mode, batch), model) in enumerate(compiled):
             bar.set_postfix_str(f"{src.model}/{src.recipe} {device} {hint} {mode} b{batch}")
             runs[i].append(measure_latency(model, cfg) if mode == "latency" else measure_throughput(model, cfg))
+            if cfg.cross_check:
+                checks[i].append(benchmark_app(src.xml, device, hint, mode, batch, cfg.duration_s))
             bar.update()
     bar.close()
     rows = []
-    for ((src, device, hint, mode, batch), model), stats in zip(compiled, runs):
+    for ((src, device, hint, mode, batch), model), stats, check in zip(compiled, runs, checks):
         census = precision_census(model)
         median = {k: statistics.median(s[k] for s in stats) for k in stats[0]}
         rows.append({"model": src.model, "recipe": src.recipe, "device": device, "hint": hint, "mode": mode,
@@ -395,9 +399,49 @@ def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
                      "gemm_ops": census["gemm_ops"], "census": census["census"],
                      "execution_devices": _exec_devices(model),
                      "ir_mb": round(src.xml.with_suffix(".bin").stat().st_size / 2**20, 2), "source": src.note})
+        if check:
+            rows[-1]["benchmark_app"] = _agreement(rows[-1], check)
     del compiled
     add_speedups(rows, cfg.versus)
     return {"machine": machine, "config": asdict(cfg), "notes": notes, "rows": rows, "failures": failures}
+
+
+def benchmark_app(xml: Path, device: str, hint: str, mode: str, batch: int, duration_s: float) -> dict:
+    """OpenVINO's ``benchmark_app`` on the same IR, device, hints and batch: its median latency and throughput
+    (its own JSON report, ``-json_stats``)."""
+    import json
+    import math
+    import shutil
+    import subprocess
+
+    from ..export import load_ir
+
+    exe = shutil.which("benchmark_app")
+    if exe is None:
+        raise BenchmarkError("benchmark_app is not on PATH; it ships with the openvino wheel (pip install openvino)")
+    dims = [d.get_length() for d in list(load_ir(xml).inputs[0].get_partial_shape())[1:]]
+    with tempfile.TemporaryDirectory(prefix="qmlp-benchmark-app-") as tmp:
+        cmd = [exe, "-m", str(xml), "-d", device, "-hint", mode, "-infer_precision", hint,
+               "-shape", f"[{','.join(map(str, [batch, *dims]))}]", "-t", str(max(1, math.ceil(duration_s))),
+               "-json_stats", "-report_type", "no_counters", "-report_folder", tmp]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600 + 10 * duration_s)
+        report = Path(tmp) / "benchmark_report.json"
+        if done.returncode != 0 or not report.is_file():
+            raise BenchmarkError(f"benchmark_app failed on {xml} (exit {done.returncode}): "
+                                 f"{(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        results = json.loads(report.read_text())["execution_results"]
+    return {"latency_median_ms": float(results["latency (ms)"]), "fps": float(results["throughput"]),
+            "command": " ".join(cmd[:-2])}
+
+
+def _agreement(row: dict, checks: list[dict]) -> dict:
+    """benchmark_app's numbers beside ours: medians over the repeats and ours / theirs (1.0 = agree)."""
+    theirs = {k: statistics.median(c[k] for c in checks) for k in ("latency_median_ms", "fps")}
+    return {**{k: _round(v) for k, v in theirs.items()},
+            "fps_ratio": round(row["fps"] / theirs["fps"], 3),
+            "latency_ratio": round(row["latency_median_ms"] / theirs["latency_median_ms"], 3),
+            "runs": {k: [c[k] for c in checks] for k in ("latency_median_ms", "fps")},
+            "command": checks[0]["command"]}
 
 
 def _error_summary(error: Exception, limit: int = 300) -> str:
@@ -455,6 +499,20 @@ def markdown(result: dict) -> str:
               + (f" {repeats} alternating repeats per measurement: median [min-max of the per-repeat ratio]."
                  if repeats > 1 else "")]
     lines += [f"Note: {n}" for n in result["notes"]]
+    checked = [r for r in rows if "benchmark_app" in r]
+    if checked:
+        lines += ["", "Cross-check with OpenVINO's benchmark_app (same IR, device, hints, batch; median of the repeats):",
+                  "", "| model | recipe | hint | mode | batch | ours | benchmark_app | ours / benchmark_app |",
+                  "|---|---|---|---|---:|---:|---:|---:|"]
+        for r in checked:
+            b = r["benchmark_app"]
+            if r["mode"] == "latency":
+                ours, theirs, ratio, unit = r["latency_median_ms"], b["latency_median_ms"], b["latency_ratio"], "ms"
+            else:
+                ours, theirs, ratio, unit = r["fps"], b["fps"], b["fps_ratio"], "img/s"
+            flag = " **(>10 %)**" if abs(ratio - 1) > 0.10 else ""
+            lines.append(f"| {r['model']} | {r['recipe']} | {r['hint']} | {r['mode']} | {r['batch']} | "
+                         f"{ours:.2f} {unit} | {theirs:.2f} {unit} | {ratio:.3f}{flag} |")
     return "\n".join(lines)
 
 
@@ -533,6 +591,8 @@ def build_parser():
                    help="measure everything N times, the IRs taking turns; report the median and the spread")
     p.add_argument("--vs", default="", metavar="RECIPE",
                    help="add speedups against this recipe's IR of the same model (e.g. nncf_default_w8a8)")
+    p.add_argument("--cross-check", action="store_true",
+                   help="also run OpenVINO's benchmark_app on every measurement and report both")
     p.add_argument("--json", metavar="PATH", help="write the rows and the machine block as JSON")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -561,7 +621,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                           duration_s=args.duration, iterations=args.iterations, quick=args.quick,
                           data=DataSource(args.data).to_json() if args.data else {},
                           random_calibration=args.random_calibration, model_kwargs=parse_model_kwargs(args.model_kwargs),
-                          w4_kernels=args.w4_kernels or ["int8"], repeats=args.repeats, versus=args.vs)
+                          w4_kernels=args.w4_kernels or ["int8"], repeats=args.repeats, versus=args.vs,
+                          cross_check=args.cross_check)
         with nncf_output_to_stderr():
             result = benchmark(args.ir, args.model, args.recipe, cfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, KeyError) as e:  # BenchmarkError, ExportError, DataError...
