@@ -81,7 +81,7 @@ def latency_table(model: str) -> dict:
     from .benchmark import ov_latency
 
     cfg = ov_latency.BenchConfig(devices=["CPU"], hints=["f32", "bf16"], batch=16, duration_s=3.0,
-                                 random_calibration=True)
+                                 random_calibration=True, repeats=3)
     result = ov_latency.benchmark([], [model], ["qmlp_w8a8"], cfg)
     print(f"\n{model}: random weights, calibrated on random images (speed only; no pretrained weights exist "
           f"here)\n" + ov_latency.markdown(result), flush=True)
