@@ -152,3 +152,20 @@ def test_compile_failure_is_a_note_not_a_crash(float_ir, monkeypatch):
                                               "Argument shapes are inconsistent.")
     assert any("failed to compile" in n and "TransposeTransformation" in n for n in result["notes"])
     assert "| resmlp_1block | fp32 | CPU | f32 |" in ov_latency.markdown(result)
+
+
+def test_cross_check_runs_benchmark_app_on_the_same_ir(float_ir, tmp_path, capsys):
+    """--cross-check: OpenVINO's benchmark_app measures the same IR, hints and batch; both numbers and the ratio."""
+    out = tmp_path / "x.json"
+    assert main(["--ir", str(float_ir), "--device", "CPU", "--hint", "f32", "--batch", "2", "--quick",
+                 "--cross-check", "--json", str(out), "--no-progress"]) == 0
+    table = capsys.readouterr().out
+    assert "Cross-check with OpenVINO's benchmark_app" in table
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["mode"] for r in rows} == {"latency", "throughput"}
+    for r in rows:
+        b = r["benchmark_app"]
+        assert b["fps"] > 0 and b["latency_median_ms"] > 0
+        assert b["fps_ratio"] == pytest.approx(r["fps"] / b["fps"], rel=1e-2)
+        assert "-infer_precision f32" in b["command"] and f"-shape [{r['batch']},1,28,28]" in b["command"]
+        assert f"-hint {r['mode']}" in b["command"]
