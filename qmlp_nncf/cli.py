@@ -20,8 +20,8 @@ from .data import DataError
 from .export.openvino_ir import W4_KERNELS
 
 W4_HELP = ("how the IR runs the 4-bit weights of a W4A8/W4A4 model: int8 (default; int8 GEMM kernels, the weights "
-           "stay 4-bit on disk) or i4 (OpenVINO's weight-decompression kernels, which re-quantize the activations "
-           "dynamically)")
+           "stay 4-bit on disk) or i4 (OpenVINO's weight-decompression kernels: slower on VNNI CPUs, and on AVX2 "
+           "CPUs they skip some activation quantizers)")
 
 
 def _log(msg: str) -> None:

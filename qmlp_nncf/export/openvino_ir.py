@@ -100,6 +100,8 @@ def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: b
     finally:
         model.train(was_training)
     fold_elementwise_decompression(ov_model)
+    from ..quantization.ov_weights import int4_on_int8_kernels, is_statically_quantized
+
     if w4_kernels == "int8" and is_statically_quantized(ov_model):
         int4_on_int8_kernels(ov_model)
     return ov_model
@@ -233,52 +235,6 @@ def check_w4_kernels(w4_kernels: str) -> None:
                           f"i4 (OpenVINO's weight-decompression kernels)")
 
 
-def four_bit_constants(ov_model) -> int:
-    """How many ``i4``/``u4`` constants the IR holds (4-bit weights)."""
-    import openvino as ov
-
-    return sum(op.get_type_name() == "Constant" and op.get_element_type() in (ov.Type.i4, ov.Type.u4)
-               for op in ov_model.get_ordered_ops())
-
-
-def is_statically_quantized(ov_model) -> bool:
-    """Whether the IR quantizes activations (holds FakeQuantize nodes), not only weights."""
-    return any(op.get_type_name() == "FakeQuantize" for op in ov_model.get_ordered_ops())
-
-
-def int4_on_int8_kernels(ov_model) -> int:
-    """Let 4-bit GEMM weights run on int8 kernels, and keep them 4-bit on disk.
-
-    A 4-bit weight FakeQuantize becomes an ``i4``/``u4`` constant with a Convert -> (Subtract) -> Multiply chain.
-    OpenVINO 2026.4's CPU plugin runs a GEMM whose weights are 4-bit through its weight-decompression kernels
-    (runtime precision ``i4``): the static activation FakeQuantize is dropped and the activations are quantized
-    again, dynamically. That is slower than an int8 GEMM and does not compute what the quantized model computes.
-    A Convert to ``i8``/``u8`` right after the 4-bit constant is folded when the model compiles, so the plugin's
-    low-precision pipeline sees its usual int8-weight pattern (runtime precision ``u8``/``i8``) while the .bin
-    still holds 4-bit values. Only for statically quantized models (weights and activations): weight-only
-    INT4 models have no activation quantizers, and there the decompression kernels are the right ones.
-    Returns the number of constants changed."""
-    import openvino as ov
-    from openvino import opset13
-
-    wider = {ov.Type.i4: ov.Type.i8, ov.Type.u4: ov.Type.u8}
-    changed = 0
-    for node in ov_model.get_ordered_ops():
-        if node.get_type_name() != "Constant" or node.get_element_type() not in wider:
-            continue
-        targets = [t for t in node.output(0).get_target_inputs() if t.get_node().get_type_name() == "Convert"]
-        if not targets:
-            continue
-        widened = opset13.convert(node.output(0), wider[node.get_element_type()])
-        widened.set_friendly_name(node.get_friendly_name() + "/to_int8")
-        for t in targets:
-            t.replace_source_output(widened.output(0))
-        changed += 1
-    if changed:
-        ov_model.validate_nodes_and_infer_types()
-    return changed
-
-
 def export_ir(model: torch.nn.Module, out_dir: str | Path, input_shape: Sequence[int], *,
               dynamic_batch: bool = False, metadata: Optional[dict[str, Any]] = None,
               ovms_name: Optional[str] = None, ovms_version: int = 1, force: bool = False,
@@ -298,6 +254,8 @@ def export_ir(model: torch.nn.Module, out_dir: str | Path, input_shape: Sequence
     ov_model = convert(model, input_shape, dynamic_batch, w4_kernels)
     info = {"input_shape": [-1, *input_shape[1:]] if dynamic_batch else list(input_shape),
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **versions(), **(metadata or {})}
+    from ..quantization.ov_weights import four_bit_constants, is_statically_quantized
+
     if four_bit_constants(ov_model):  # how its 4-bit weights run: int8 kernels, or weight decompression
         info["w4_kernels"] = w4_kernels if is_statically_quantized(ov_model) else "i4 (weight-only)"
     if measure is not None:

@@ -292,7 +292,7 @@ def post_training(model, items: list[torch.Tensor], recipe: Recipe, roles: Graph
     from nncf.openvino.quantization.backend_parameters import BackendParameters
     from openvino._offline_transformations import compress_quantize_weights_transformation
 
-    from ..export.openvino_ir import int4_on_int8_kernels
+    from .ov_weights import int4_on_int8_kernels
 
     from .family_rules import family_rules
     from .ptq import NNCF_SEED_ITEMS, _check_scopes, _nncf_kwargs

@@ -309,8 +309,8 @@ def _auto_finish(model, items, recipe: Recipe, family, roles, ignored_scope, qua
     (which the search cannot see: they change the model around NNCF's initial quantizers), and the written
     recipes of the same budget (``AUTO_CANDIDATES``), all calibrated on ``items``; the one whose outputs are
     closest to the float model's on ``holdout`` (items the search never scored; the search's own items when
-    there are none) is kept, and the recipe says which. Choosing on the search's own items favours the searched
-    specs, which fit those items (measured in session 8: -0.18 / -0.24 pt against the best written recipe)."""
+    there are none) is kept, and the recipe says which. Held-out items keep the choice from favouring the specs
+    the search fitted to its own items."""
     from dataclasses import replace
 
     from .auto import EVAL_ITEMS
