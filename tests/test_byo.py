@@ -41,6 +41,7 @@ def fmnist_png(tmp_path_factory, fmnist_train, fmnist_test):
     return root
 
 
+@pytest.mark.slow  # 55 s; the folder path itself runs in test_five_command_flow_on_imagenet_images
 def test_png_folder_gives_the_idx_predictions(fmnist_png, capsys, tmp_path, one_thread):
     """eval, quantize and eval --ir through the PNG folder match the IDX path on the same images."""
     code, idx = run(capsys, "eval", "--model", "resmlp_fmnist", "--limit", str(VAL_IMAGES))
