@@ -316,7 +316,9 @@ def plan(sources: list[IRSource], devices: list[str], cfg: BenchConfig, core) ->
     return items, list(dict.fromkeys(notes))
 
 
-def _compile(core, src: IRSource, device: str, hint: str, mode: str, batch: int):
+def _compile(core, src: IRSource, device: str, hint: str, mode: str, batch: int, extra: Optional[dict] = None):
+    """The IR reshaped to ``batch`` and compiled with the mode's performance hint, the precision hint and
+    ``extra`` properties (e.g. ``PERF_COUNT``)."""
     from ..export import load_ir
 
     model = load_ir(src.xml)
@@ -326,7 +328,8 @@ def _compile(core, src: IRSource, device: str, hint: str, mode: str, batch: int)
     except RuntimeError as e:
         raise BenchmarkError(f"{src.xml} cannot be reshaped to batch {batch} ({str(e).splitlines()[0]}); "
                              f"export it with --dynamic-batch") from e
-    return core.compile_model(model, device, {"PERFORMANCE_HINT": mode.upper(), "INFERENCE_PRECISION_HINT": hint})
+    return core.compile_model(model, device, {"PERFORMANCE_HINT": mode.upper(), "INFERENCE_PRECISION_HINT": hint,
+                                              **(extra or {})})
 
 
 def add_speedups(rows: list[dict], versus: str = "") -> None:

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .ov_latency import BenchmarkError, HINTS, ir_source, machine_info, resolve_devices
+from .ov_latency import BenchmarkError, HINTS, _compile, ir_source, machine_info, resolve_devices
 
 
 @dataclass
@@ -83,20 +83,6 @@ def _runtime_precisions(compiled) -> dict[str, str]:
     return out
 
 
-def _compile(core, xml: Path, cfg: ProfileConfig):
-    from ..export import load_ir
-
-    model = load_ir(xml)
-    shape = model.inputs[0].get_partial_shape()
-    try:
-        model.reshape([cfg.batch, *[d.get_length() for d in list(shape)[1:]]])
-    except RuntimeError as e:
-        raise BenchmarkError(f"{xml} cannot be reshaped to batch {cfg.batch} ({str(e).splitlines()[0]}); "
-                             f"export it with --dynamic-batch") from e
-    return core.compile_model(model, cfg.device, {"PERF_COUNT": "YES", "PERFORMANCE_HINT": "LATENCY",
-                                                  "INFERENCE_PRECISION_HINT": cfg.hint})
-
-
 def _round(request, n: int) -> tuple[dict[str, float], float, dict[str, tuple[str, str]]]:
     """``n`` requests: per layer the mean real time (ms), the median wall time, and (type, exec type)."""
     import time
@@ -130,7 +116,8 @@ def profile(irs: list[str | Path], cfg: ProfileConfig, labels: Optional[list[str
     core = ov.Core()
     resolve_devices([cfg.device], core.available_devices)
     machine = machine_info()
-    compiled = [_compile(core, s.xml, cfg) for s in sources]
+    compiled = [_compile(core, s, cfg.device, cfg.hint, "latency", cfg.batch, {"PERF_COUNT": "YES"})
+                for s in sources]
     requests = []
     for c in compiled:
         r = c.create_infer_request()
