@@ -27,7 +27,7 @@ HINTS = ("f32", "bf16")
 GEMM_TYPES = ("FullyConnected", "MatMul")  # the int8_share / i4_share count these
 CENSUS_TYPES = GEMM_TYPES + ("Convolution",)
 INT8_PRECISIONS = ("i8", "u8")  # int8 GEMM kernels
-INT4_PRECISIONS = ("i4", "u4")  # 4-bit weight-decompression kernels (activations re-quantized dynamically)
+INT4_PRECISIONS = ("i4", "u4")  # 4-bit weights through the weight-decompression kernels
 FP32 = "fp32"
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
