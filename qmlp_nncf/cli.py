@@ -85,6 +85,8 @@ def add_training_options(p: argparse.ArgumentParser, epochs: int = 15, lr: float
     p.add_argument("--warmup-epochs", type=float, default=warmup_epochs)
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY", help="EMA decay, 0 = off")
+    p.add_argument("--ema-warmup", action="store_true",
+                   help="EMA warm-up (timm ModelEmaV3 use_warmup): a short average early, DECAY later")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto")
     p.add_argument("--train-subset", type=int, default=0)
@@ -102,16 +104,16 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
 def _train_options(args) -> dict:
     return dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                 warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, ema_decay=args.ema,
+                ema_warmup=args.ema_warmup,
                 seed=args.seed, amp=args.amp, train_subset=args.train_subset, test_subset=args.test_subset,
                 distill_weight=args.distill_weight, device=args.device,
                 workers=-1 if args.workers is None else args.workers)
 
 
 def _publish(args, name: str, result: dict, base=None) -> None:
-    from .models import family_of
-    from .zoo import publish
+    from .training.release import release
 
-    entry = publish(name, family_of(name), Path(args.out) / "model.pth", result,
+    entry = release(name, Path(args.out) / "model.pth", result,
                     command="qmlp " + " ".join(shlex.quote(a) for a in sys.argv[1:]), base=base)
     _log(f"recorded {name} in the zoo ({entry.checkpoint})")
 
@@ -126,7 +128,7 @@ def cmd_train(args) -> dict:
 
     data = data_source(args)
     cfg = TrainConfig(model=args.model, out=args.out, data_dir=args.data_dir, data=data.to_json(),
-                      init_from=args.init_from, teacher=args.teacher, pretrained_file=args.pretrained_file,
+                      init_from=args.init_from, grow_from=args.grow_from, teacher=args.teacher, pretrained_file=args.pretrained_file,
                       model_kwargs=model_source(args).model_kwargs, **_train_options(args))
     result = train(cfg, resume=args.resume, log=_log)
     if args.zoo and result:
@@ -356,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder (last.pth for --resume, model.pth)")
     add_training_options(t)
     t.add_argument("--init-from", help="checkpoint to start from (fine-tuning)")
+    t.add_argument("--grow-from", metavar="CHECKPOINT",
+                   help="start from a shallower model of the same family and width: its blocks are stacked, "
+                        "residual branches scaled by 1/repeats (progressive stacking, qmlp_nncf.models.depth)")
     t.add_argument("--teacher", help="checkpoint of a float teacher for distillation")
     t.add_argument("--zoo", action="store_true", help="copy the result into the zoo and record it")
     t.add_argument("--base", help="with --zoo: the zoo model this one derives from")

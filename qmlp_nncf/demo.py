@@ -18,9 +18,9 @@ from pathlib import Path
 from .checkpoint import load_model
 from .data import FashionMNIST
 from .evaluation import evaluate
-from .models import family_of
 from .training import TrainConfig, train
-from .zoo import ZooEntry, checkpoint_path, list_entries, publish
+from .training.release import release
+from .zoo import ZooEntry, checkpoint_path, list_entries
 
 BASE_MODELS = ("mixer_fmnist", "resmlp_fmnist", "gmlp_fmnist")
 
@@ -38,7 +38,7 @@ def ensure_zoo() -> list[ZooEntry]:
         _log(f"{name}: no checkpoint in the zoo, training it (15 epochs, ~30-60 min on 2 cores)")
         out = f"runs/{name}"
         result = train(TrainConfig(model=name, out=out, epochs=15, ema_decay=0.999), resume=True, log=_log)
-        publish(name, family_of(name), f"{out}/model.pth", result,
+        release(name, f"{out}/model.pth", result,
                 command=f"qmlp train --model {name} --out {out} --epochs 15 --ema 0.999 --zoo")
     return list_entries()
 

@@ -1,7 +1,8 @@
 """Small MLP-Mixer, ResMLP and gMLP for Fashion-MNIST (28x28x1, 10 classes), on timm's ``MlpMixer``.
 
 Registered with timm, so ``timm.create_model("resmlp_fmnist", pretrained=True)`` loads the
-checkpoint committed in the zoo. Patch 4 -> 7x7 = 49 tokens, 6 blocks, width 128.
+checkpoint committed in the zoo. Patch 4 -> 7x7 = 49 tokens, 6 blocks, width 128; ``resmlp12_fmnist``
+is the 12-block ResMLP of the same width (the depth study).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ default_cfgs = generate_default_cfgs({
     "mixer_fmnist.qmlp_zoo": fmnist_cfg("mixer_fmnist"),
     "resmlp_fmnist.qmlp_zoo": fmnist_cfg("resmlp_fmnist"),
     "gmlp_fmnist.qmlp_zoo": fmnist_cfg("gmlp_fmnist"),
+    "resmlp12_fmnist.qmlp_zoo": fmnist_cfg("resmlp12_fmnist"),
 })
 
 
@@ -48,3 +50,10 @@ def gmlp_fmnist(pretrained: bool = False, **kwargs) -> MlpMixer:
     """gMLP, 6 spatial-gating blocks of width 128, channel MLP ratio 4."""
     args = dict(FMNIST_ARGS, mlp_ratio=4, block_layer=SpatialGatingBlock, mlp_layer=GatedMlp)
     return _create_mixer("gmlp_fmnist", pretrained=pretrained, **dict(args, **kwargs))
+
+
+@register_model
+def resmlp12_fmnist(pretrained: bool = False, **kwargs) -> MlpMixer:
+    """ResMLP, 12 blocks of width 128 (``resmlp_fmnist`` twice as deep)."""
+    args = dict(FMNIST_ARGS, num_blocks=12, mlp_ratio=4, block_layer=ResBlock, norm_layer=Affine)
+    return _create_mixer("resmlp12_fmnist", pretrained=pretrained, **dict(args, **kwargs))

@@ -1,6 +1,7 @@
 """Q-MLP variants registered with timm: LayerNorm, a bounded activation and G token-mixing groups.
 
-- ``qmlp_mixer_fmnist``, ``qmlp_resmlp_fmnist``, ``qmlp_gmlp_fmnist``: the Fashion-MNIST models;
+- ``qmlp_mixer_fmnist``, ``qmlp_resmlp_fmnist``, ``qmlp_gmlp_fmnist``, ``qmlp_resmlp12_fmnist``: the
+  Fashion-MNIST models;
   ``pretrained=True`` loads the zoo checkpoint of the same name.
 - ``qmlp_mixer_b16_224``, ``qmlp_resmlp_24_224``, ``qmlp_gmlp_s16_224``: the ImageNet models; random
   init, or ``pretrained=True, pretrained_cfg_overlay=dict(file=PATH)`` with PATH a Q-MLP checkpoint
@@ -54,6 +55,7 @@ default_cfgs = generate_default_cfgs({
     "qmlp_mixer_fmnist.qmlp_zoo": fmnist_cfg("qmlp_mixer_fmnist"),
     "qmlp_resmlp_fmnist.qmlp_zoo": fmnist_cfg("qmlp_resmlp_fmnist"),
     "qmlp_gmlp_fmnist.qmlp_zoo": fmnist_cfg("qmlp_gmlp_fmnist"),
+    "qmlp_resmlp12_fmnist.qmlp_zoo": fmnist_cfg("qmlp_resmlp12_fmnist"),
     "qmlp_mixer_b16_224": _cfg(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
     "qmlp_resmlp_24_224": _cfg(),
     "qmlp_gmlp_s16_224": _cfg(),
@@ -70,6 +72,12 @@ def qmlp_mixer_fmnist(pretrained: bool = False, **kwargs) -> MlpMixer:
 def qmlp_resmlp_fmnist(pretrained: bool = False, **kwargs) -> MlpMixer:
     """Q-MLP ``resmlp_fmnist``: LayerNorm instead of Affine, 4 token Linears per block, ReLU6."""
     return _create("qmlp_resmlp_fmnist", "resmlp", pretrained, dict(FMNIST_ARGS, mlp_ratio=4), kwargs)
+
+
+@register_model
+def qmlp_resmlp12_fmnist(pretrained: bool = False, **kwargs) -> MlpMixer:
+    """Q-MLP ``resmlp12_fmnist`` (12 blocks): LayerNorm, 4 token Linears per block, ReLU6."""
+    return _create("qmlp_resmlp12_fmnist", "resmlp", pretrained, dict(FMNIST_ARGS, num_blocks=12, mlp_ratio=4), kwargs)
 
 
 @register_model

@@ -43,6 +43,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     ema_decay: float = 0.0  # 0 disables EMA; release weights are the EMA weights when enabled
+    ema_warmup: bool = False  # timm EMA warm-up: decay 1 - (1 + step)^-2/3, capped at ema_decay
     seed: int = 0
     amp: str = "auto"  # auto | bf16 | fp16 (GPU) | off; auto: bf16 where supported (fp16 on older GPUs)
     data_dir: Optional[str] = None  # Fashion-MNIST IDX folder
@@ -54,6 +55,7 @@ class TrainConfig:
     train_subset: int = 0  # >0: train on the first N shuffled images (tests, smoke runs)
     test_subset: int = 0  # >0: evaluate on the first N test images
     init_from: Optional[str] = None  # checkpoint whose weights start the run (fine-tuning)
+    grow_from: Optional[str] = None  # a shallower checkpoint of the same family: blocks stacked (models.depth)
     teacher: Optional[str | dict] = None  # float teacher (checkpoint path or ModelSource json): distillation
     distill_weight: float = 0.5  # loss = (1-w) * CE + w * T^2 * KL(student/T || teacher/T)
     distill_temperature: float = 2.0
@@ -65,6 +67,8 @@ class TrainConfig:
             raise ValueError(f"amp must be auto, bf16, fp16 or off, got {self.amp!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.grow_from and self.init_from:
+            raise ValueError("grow_from and init_from both give the starting weights: choose one")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
 
@@ -119,6 +123,11 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, model: Optional[tor
         else:
             model_kwargs = dict(cfg.model_kwargs)
             model = ModelSource(cfg.model, pretrained_file=cfg.pretrained_file, model_kwargs=model_kwargs).load().model
+            if cfg.grow_from:
+                from ..models import family_of
+                from ..models.depth import grow_model
+
+                grow_model(model, load_model(cfg.grow_from)[0], family_of(cfg.model))
     train_set = source.dataset("train", model, train_transform=True)
     test_set = source.dataset("val", model)
     if cfg.train_subset:
@@ -127,7 +136,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, model: Optional[tor
     test_eval = Subset(test_set, range(min(cfg.test_subset, len(test_set)))) if cfg.test_subset else test_set
     model.to(device).train()
     teacher = _teacher(cfg.teacher).to(device).eval() if cfg.teacher else None
-    ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay else None
+    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup) if cfg.ema_decay else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     per_rank = cfg.batch_size // world
@@ -188,7 +197,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, model: Optional[tor
             scaler.update()
             sched.step_update(epoch * steps_per_epoch + i + 1)
             if ema is not None:
-                ema.update(model)
+                ema.update(model, step=epoch * steps_per_epoch + i + 1)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
         elapsed += time.time() - t0
         if rank == 0:

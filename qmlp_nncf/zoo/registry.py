@@ -65,7 +65,7 @@ def record_entry(entry: ZooEntry) -> None:
 
 
 def publish(name: str, family: str, run_checkpoint: str | Path, result: dict, command: str,
-            base: Optional[str] = None) -> ZooEntry:
+            base: Optional[str] = None, extra: Optional[dict] = None) -> ZooEntry:
     """Copy a release checkpoint (``model.pth`` of a run) into the zoo and record its entry."""
     dest = checkpoint_path(name)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +73,7 @@ def publish(name: str, family: str, run_checkpoint: str | Path, result: dict, co
     shutil.copyfile(run_checkpoint, tmp)
     os.replace(tmp, dest)
     entry = ZooEntry(name=name, family=family, params=result["params"], top1=result["top1"],
-                     epochs=result["epoch"], train_time_s=result["train_time_s"], command=command, base=base)
+                     epochs=result["epoch"], train_time_s=result["train_time_s"], command=command, base=base,
+                     extra=dict(extra or {}))
     record_entry(entry)
     return entry

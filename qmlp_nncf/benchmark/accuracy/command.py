@@ -1,0 +1,122 @@
+"""``benchmarks/accuracy.py``: the command line of the accuracy benchmark (a thin client of the runner)."""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ...quantization.qat import QATSettings
+from ..console import nncf_output_to_stderr
+from ..ov_latency import write_json
+from .ablation import ablate
+from .models import AccuracyError, BenchModel, zoo_models
+from .reference import REFERENCE, compare_reference, load_reference, update_reference
+from .report import ablation_markdown, markdown
+from .runner import AccuracyConfig, run
+
+DESCRIPTION = "Top-1 of every zoo model x recipe: float, PTQ in torch fake-quant, and the exported OpenVINO IR."
+
+
+def build_parser():
+    import argparse
+
+    p = argparse.ArgumentParser(prog="benchmarks/accuracy.py", description=DESCRIPTION)
+    p.add_argument("--model", action="append", default=[], metavar="NAME",
+                   help="zoo model (default: all); with --checkpoint/--pretrained-file/--model-kwargs: the one "
+                        "model to benchmark (a timm name)")
+    p.add_argument("--checkpoint", help="benchmark this qmlp checkpoint instead of zoo models")
+    p.add_argument("--pretrained-file", help="timm weights for the one --model")
+    p.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--data", help="fashion-mnist (default) or an ImageFolder root with train/ and val/")
+    p.add_argument("--recipe", action="append", default=[], metavar="NAME", help="recipe (default: all)")
+    p.add_argument("--matching-only", action="store_true",
+                   help="skip Q-MLP recipes (expects_qmlp) on models without Q-MLP surgery")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="the first N test images (default: all 10k)")
+    p.add_argument("--calibration-size", type=int, metavar="N", help="calibration images (default: the recipe's)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="repeat the calibration draw (and QAT) with seeds 0..N-1: mean and sd per row (default 1)")
+    p.add_argument("--no-ir", action="store_true", help="torch fake-quant only, no OpenVINO export")
+    p.add_argument("--ir-dir", metavar="DIR", help="keep the exported IRs in DIR (default: a temporary folder)")
+    p.add_argument("--qat", action="store_true",
+                   help="also fine-tune each PTQ model (qmlp_nncf.quantization.qat, `qmlp qat` defaults)")
+    p.add_argument("--qat-epochs", type=int, default=QATSettings.epochs, metavar="N")
+    p.add_argument("--qat-train-subset", type=int, default=0, metavar="N",
+                   help="QAT on the first N shuffled train images per epoch (default: all 60k)")
+    p.add_argument("--ablate", metavar="MODEL", help="ablation: remove one rule at a time from --recipe on MODEL")
+    p.add_argument("--check-reference", nargs="?", const=str(REFERENCE), metavar="PATH",
+                   help="compare with the reference numbers; exit 1 on a mismatch")
+    p.add_argument("--update-reference", nargs="?", const=str(REFERENCE), metavar="PATH",
+                   help="write the measured rows (means over --seeds) into the reference file")
+    p.add_argument("--tolerance", type=float, default=0.003, help="with --update-reference (fraction of top-1)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--data-dir", help="Fashion-MNIST folder (default: see qmlp_nncf.data)")
+    p.add_argument("--json", metavar="PATH", help="write the result as JSON (atomically)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # tracing in ov.convert_model
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if args.json and Path(args.json).is_dir():
+            raise AccuracyError(f"--json {args.json} is a folder; give a file path such as {args.json}/accuracy.json")
+        from ...sources import DataSource, ModelSource, parse_model_kwargs
+
+        data = DataSource(spec=args.data, data_dir=args.data_dir).to_json() if args.data else {}
+        custom = bool(args.checkpoint or args.pretrained_file or args.model_kwargs)
+        if custom and len(args.model) > 1:
+            raise AccuracyError("--checkpoint/--pretrained-file/--model-kwargs describe one model: give at most one --model")
+        models = [BenchModel.from_source(ModelSource(args.model[0] if args.model else None, args.checkpoint,
+                                                     args.pretrained_file, parse_model_kwargs(args.model_kwargs)))
+                  ] if custom else None
+        cfg = AccuracyConfig(models=[] if custom else args.model, recipes=args.recipe, matching_only=args.matching_only,
+                             limit=args.limit, calibration_size=args.calibration_size, seeds=args.seeds,
+                             export_ir=not args.no_ir, reference=args.check_reference,
+                             qat=args.qat, ir_dir=args.ir_dir,
+                             qat_settings=QATSettings(epochs=args.qat_epochs, train_subset=args.qat_train_subset),
+                             data_dir=args.data_dir, data=data, progress=not args.no_progress)
+        if args.ablate:
+            if (len(args.recipe) != 1 or args.model or args.qat or args.check_reference or args.update_reference
+                    or args.seeds != 1):
+                raise AccuracyError("--ablate MODEL takes exactly one --recipe, and no --model, --qat, --seeds or "
+                                    "--check/--update-reference")
+            with nncf_output_to_stderr():
+                result = ablate(models[0] if models else zoo_models([args.ablate])[0], args.recipe[0], cfg)
+            print(ablation_markdown(result))
+        else:
+            reference = load_reference(args.check_reference) if args.check_reference else None
+            with nncf_output_to_stderr():
+                result = run(cfg, models)
+            print(markdown(result))
+    except (ValueError, FileNotFoundError, KeyError) as e:  # AccuracyError, SpecError, DataError, ExportError...
+        print(f"accuracy: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 2
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.ablate:
+        return 0
+    if args.update_reference:
+        update_reference(args.update_reference, result["summary"], args.tolerance,
+                         "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+        print(f"updated {args.update_reference}", file=sys.stderr)
+    if reference is not None:
+        checks = compare_reference(result["summary"], reference)
+        for c in checks:
+            print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['model']} / {c['recipe']} ({c['mode']}) n={c['n']} "
+                  f"seeds={c['seeds']} {c['metric']}: "
+                  f"{c['measured']:.4f} vs reference {c['reference']:.4f} (tolerance {c['tolerance']})",
+                  file=sys.stderr)
+        if not checks:
+            print("note: no measured row matches a reference entry (model, recipe, mode, n, seeds)", file=sys.stderr)
+        if not all(c["ok"] for c in checks):
+            return 1
+    return 0

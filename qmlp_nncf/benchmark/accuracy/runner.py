@@ -1,0 +1,159 @@
+"""The runner: every model x recipe (x seed), PTQ (and QAT), torch and IR top-1, then the summary over seeds
+and the checks against the targets. Returns one JSON-serialisable result."""
+from __future__ import annotations
+
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ...quantization.qat import QATSettings
+from ..ov_latency import machine_info
+from . import targets as T
+from .measure import analytic_mb, measure_quantized, run_qat
+from .models import (AccuracyError, BenchModel, Log, check_recipes, load_bench_recipe, load_float, plan, stderr_log,
+                     test_set, zoo_models)
+
+
+@dataclass
+class AccuracyConfig:
+    """What to measure. Empty ``models``/``recipes`` mean every zoo model / every recipe."""
+
+    models: list[str] = field(default_factory=list)
+    recipes: list[str] = field(default_factory=list)
+    matching_only: bool = False  # skip Q-MLP recipes (expects_qmlp) on models without Q-MLP surgery
+    limit: int = 0  # the first N test images; 0 = the full 10k test set
+    calibration_size: Optional[int] = None  # None: each recipe's own
+    seeds: int = 1  # repeat the calibration draw (and QAT) with seeds 0..N-1; rows are summarised over them
+    export_ir: bool = True  # also measure the OpenVINO IR
+    qat: bool = False  # add a QAT row after each PTQ row (not for weight-only recipes)
+    qat_settings: QATSettings = field(default_factory=QATSettings)
+    ir_dir: Optional[str] = None  # keep the IRs here (<model>.<recipe>.<ptq|qat>[.seedN]/); default: temporary
+    data_dir: Optional[str] = None
+    data: dict = field(default_factory=dict)  # sources.DataSource.to_json(); {} = Fashion-MNIST
+    reference: Optional[str] = None  # the file whose targets apply (default: benchmarks/reference_accuracy.json)
+    progress: bool = True
+
+    def data_source(self):
+        from ...sources import DataSource
+
+        return DataSource.from_json(self.data) if self.data else DataSource(data_dir=self.data_dir)
+
+    def __post_init__(self):
+        if self.limit < 0:
+            raise AccuracyError(f"--limit must be >= 0 (0 = full test set), got {self.limit}")
+        if self.calibration_size is not None and self.calibration_size < 1:
+            raise AccuracyError(f"--calibration-size must be >= 1, got {self.calibration_size}")
+        if self.seeds < 1:
+            raise AccuracyError(f"--seeds must be >= 1, got {self.seeds}")
+
+
+def _round(v):
+    return round(v, 5) if isinstance(v, float) else v
+
+
+def run_dir(root: Path, model: str, recipe: str, mode: str, seed: int) -> Path:
+    return root / (f"{model}.{recipe}.{mode}" + (f".seed{seed}" if seed else ""))
+
+
+def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log = stderr_log) -> dict:
+    """Measure every model x recipe x seed of ``cfg``.
+
+    Returns ``{"config", "machine", "notes", "floats", "rows", "summary", "margins", "auto_vs_hand", "claims"}``:
+    ``rows`` has one entry per seed, ``summary`` one per model x recipe x mode with the mean and sd over
+    seeds; the targets (``targets.py``) are checked on the summary. ``models`` overrides the zoo lookup.
+    """
+    from tqdm import tqdm
+
+    from ...evaluation import evaluate
+    from ...quantization import quantize
+    from ...quantization.ptq import items_wanted
+
+    targets = T.load_targets(cfg.reference) if cfg.reference else T.load_targets()
+    recipes = check_recipes(cfg.recipes)
+    models = models if models is not None else zoo_models(cfg.models, log)
+    runs = [(m, r, mis, s) for m, r, mis in plan(models, recipes, cfg.matching_only) for s in range(cfg.seeds)]
+    data = cfg.data_source()
+    notes = [f"* = recipe {r} expects a Q-MLP model; {m.name} has no Q-MLP surgery" for m, r, mis, _ in runs if mis]
+    floats: dict[str, dict] = {}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="qmlp-accuracy-") as tmp:
+        ir_root = Path(cfg.ir_dir or tmp)
+        bar = tqdm(runs, desc="accuracy", unit="run", disable=not cfg.progress, file=sys.stderr)
+        for model, recipe_name, mis, seed in bar:
+            bar.set_postfix_str(f"{model.name}/{recipe_name}" + (f"/seed {seed}" if cfg.seeds > 1 else ""))
+            float_model, arch = load_float(model)
+            test = test_set(cfg.limit, model=float_model, data=data)
+            if model.name not in floats:
+                top1 = evaluate(float_model, test, progress=cfg.progress, desc=f"float {model.name}")["top1"]
+                floats[model.name] = {"model": model.name, "family": model.family, "base": model.base,
+                                      "reference_top1": model.reference_top1, "top1": top1, "n": len(test),
+                                      "params": sum(p.numel() for p in float_model.parameters()),
+                                      "analytic_mb": analytic_mb(float_model, {})}
+            float_top1 = floats[model.name]["top1"]
+            recipe = load_bench_recipe(recipe_name)
+            size = cfg.calibration_size or recipe.calibration_size
+            chosen = recipe_name if recipe_name.startswith("auto:") else recipe
+            t0 = time.perf_counter()
+            q = quantize(copy.deepcopy(float_model), data.calibration(float_model, items_wanted(chosen, size), seed),
+                         chosen, calibration_size=size, log=log)
+            quantized, recipe = q.model, q.recipe
+            base = {"model": model.name, "recipe": recipe_name, "mismatched": mis, "calibration_size": size,
+                    "seed": seed, "n": len(test), "float_top1_reference": model.reference_top1,
+                    "float_top1": float_top1, "ptq_s": time.perf_counter() - t0, "quantizers": q.quantizers}
+            modes = [("ptq", quantized, {})]
+            if cfg.qat and recipe.weight_compression is None:
+                t0 = time.perf_counter()
+                trained = run_qat(copy.deepcopy(quantized), model, arch,
+                                  run_dir(ir_root, model.name, recipe_name, "qat-run", seed), cfg.qat_settings,
+                                  cfg.data_dir, log, cfg.data, seed=seed)
+                modes.append(("qat", trained, {"qat_s": time.perf_counter() - t0}))
+            for mode, qmodel, extra in modes:
+                ir_dir = run_dir(ir_root, model.name, recipe_name, mode, seed) if cfg.export_ir else None
+                row = {**base, "mode": mode, **extra, **measure_quantized(
+                    qmodel, float_model, test, float_top1, ir_dir,
+                    {"model": model.name, "recipe": recipe_name, "mode": mode, "calibration_size": size, "seed": seed},
+                    cfg.progress, data.input_size(float_model))}
+                row["targets_met"] = T.targets_met(row, model, targets)
+                rows.append({k: _round(v) for k, v in row.items()})
+                log(f"{model.name} / {recipe_name} ({mode}{f', seed {seed}' if cfg.seeds > 1 else ''}): "
+                    f"torch {row['torch_top1']:.4f}" + (f", IR {row['ir_top1']:.4f}" if "ir_top1" in row else "")
+                    + f" (float {float_top1:.4f}), PTQ {row['ptq_s']:.1f} s")
+    summary = summarize(rows, {m.name: m for m in models}, targets)
+    float_rows = [{k: _round(v) for k, v in f.items()} for f in floats.values()]
+    return {"config": asdict(cfg), "machine": machine_info(), "notes": list(dict.fromkeys(notes)),
+            "floats": float_rows, "rows": rows, "summary": summary,
+            "margins": T.margins(summary, models, targets), "auto_vs_hand": T.auto_vs_hand(summary, targets),
+            "claims": T.claims(summary, float_rows, targets)}
+
+
+MEANED = ("torch_top1", "ir_top1", "agreement", "delta_torch_pt", "delta_ir_pt", "ir_vs_torch_pt", "ptq_s", "qat_s")
+
+
+def summarize(rows: list[dict], models: dict[str, BenchModel], targets: Optional[T.Targets] = None) -> list[dict]:
+    """One row per model x recipe x mode: the first seed's fields, with ``MEANED`` fields replaced by their
+    mean over seeds, ``<field>_sd`` (sample standard deviation, 0 for one seed), ``seeds`` and the worst
+    seed's IR gap; ``targets_met`` re-checked on the means."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["recipe"], r["mode"]), []).append(r)
+    out = []
+    for (model, _, _), group in groups.items():
+        s = {k: v for k, v in group[0].items() if k not in ("seed", "targets_met")}
+        s["seeds"] = len(group)
+        for k in MEANED:
+            values = [r[k] for r in group if r.get(k) is not None]
+            if values:
+                s[k] = _round(statistics.fmean(values))
+                s[f"{k}_sd"] = _round(statistics.stdev(values)) if len(values) > 1 else 0.0
+        gaps = [r["ir_vs_torch_pt"] for r in group if r.get("ir_vs_torch_pt") is not None]
+        if gaps:
+            s["ir_vs_torch_pt_worst"] = _round(max(gaps, key=abs))
+        bench = models.get(model) or BenchModel(model, "", Path("."))
+        s["targets_met"] = T.targets_met(s, bench, targets)
+        out.append(s)
+    return out
