@@ -96,3 +96,24 @@ def test_large_zoo_checkpoints_are_stored_in_half(tmp_path, monkeypatch):
     recorded = registry.get_entry("resmlp_fmnist")
     assert recorded.top1 == 0.5 and recorded.extra["curve_top1"] == [0.4, 0.5]  # a subset run keeps its top-1
     assert recorded.extra["stored_dtype"] == "float16"
+
+
+def test_depth_rows_and_four_bit_table():
+    from qmlp_nncf.benchmark.depth import depth_rows, four_bit, main, markdown
+
+    ranges = [{"block": b, "depth_group": "token_mixing_input", "max_abs": m, "p99.99": m / 2}
+              for b, m in [(0, 2.0), (1, 8.0), (2, 4.0)]] + [{"block": None, "depth_group": "x", "max_abs": 99.0,
+                                                                  "p99.99": 9.0}]
+    (row,) = depth_rows("m", ranges, 3)
+    assert (row["first_max_abs"], row["last_max_abs"], row["max_max_abs"], row["peak_block"]) == (2.0, 4.0, 8.0, 1)
+    assert row["last_over_first_p99.99"] == pytest.approx(2.0)
+    acc = {"floats": [{"model": "m", "top1": 0.9, "base": None}, {"model": "q", "top1": 0.9, "base": "m"}],
+           "summary": [{"model": "m", "recipe": "nncf_transformer_w4a4", "mode": "ptq", "torch_top1": 0.86, "seeds": 3,
+                        "torch_top1_sd": 0.002},
+                       {"model": "q", "recipe": "qmlp_w4a8", "mode": "ptq", "torch_top1": 0.895, "seeds": 3},
+                       {"model": "q", "recipe": "qmlp_w4a4", "mode": "ptq", "torch_top1": 0.89, "seeds": 3}]}
+    (g,) = four_bit([acc], ["m"])
+    assert g["qmlp"]["recipe"] == "qmlp_w4a8" and g["gap_pt"] == pytest.approx(3.5)
+    table = markdown({"rows": [row], "four_bit": [g], "calibration_size": 8, "seed": 0})
+    assert "| m | 3 | token_mixing_input | 2.00 | 4.00 | 8.00 (1) | 2.00 |" in table and "86.00 ± 0.20" in table
+    assert main(["--model", "resmlp_fmnist", "--calibration-size", "0"]) == 2
