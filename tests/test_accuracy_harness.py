@@ -113,3 +113,33 @@ def test_seeds_flag(capsys):
     assert "--seeds must be >= 1" in capsys.readouterr().err
     assert main(["--ablate", "mixer_fmnist", "--recipe", "qmlp_w4a4", "--seeds", "3", "--no-progress"]) == 2
     assert "no --model, --qat, --seeds" in capsys.readouterr().err
+
+
+def test_qat_only_after_the_named_recipes_and_merged_reports(tiny_checkpoint, tmp_path, capsys):
+    from qmlp_nncf.benchmark.accuracy import QATSettings, merge
+
+    with pytest.raises(AccuracyError, match="not among the --recipe list"):
+        AccuracyConfig(recipes=["qmlp_w8a8"], qat=True, qat_recipes=["qmlp_w4a4"])
+    settings = QATSettings(epochs=1, batch_size=16, train_subset=32)
+    cfg = AccuracyConfig(recipes=["plain_w4a4_minmax", "qmlp_w8a8"], limit=32, calibration_size=4, export_ir=False,
+                         qat=True, qat_recipes=["qmlp_w8a8"], qat_settings=settings, ir_dir=str(tmp_path),
+                         progress=False)
+    a = run(cfg, models=[tiny_checkpoint], log=lambda m: None)
+    assert [(r["recipe"], r["mode"]) for r in a["rows"]] == [("plain_w4a4_minmax", "ptq"), ("qmlp_w8a8", "ptq"),
+                                                            ("qmlp_w8a8", "qat")]
+    b = json.loads(json.dumps(a))
+    for r in b["rows"]:
+        r["seed"], r["torch_top1"] = 1, r["torch_top1"] + 0.01
+    merged = merge([a, b])
+    assert len(merged["rows"]) == 6 and [s["seeds"] for s in merged["summary"]] == [2, 2, 2]
+    s = merged["summary"][0]
+    assert s["torch_top1"] == pytest.approx(a["rows"][0]["torch_top1"] + 0.005, abs=1e-5)
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    assert main(["--report", str(pa), str(pb), "--json", str(tmp_path / "m.json")]) == 0
+    assert "| resmlp_1block | plain_w4a4_minmax | ptq | 4 | 2 |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "m.json").read_text())["summary"][0]["seeds"] == 2
+    assert main(["--report", str(pa), "--model", "x"]) == 2
+    assert "--report merges results measured before" in capsys.readouterr().err
+    assert main(["--report", str(tmp_path / "none.json")]) == 2

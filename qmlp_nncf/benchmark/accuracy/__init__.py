@@ -22,12 +22,12 @@ from .models import (AUTO_PLACEHOLDER, AccuracyError, BenchModel, check_recipes,
                      plan, test_set, zoo_models)
 from .reference import REFERENCE, compare_reference, load_reference, update_reference
 from .report import ablation_markdown, markdown
-from .runner import AccuracyConfig, run, summarize
+from .runner import AccuracyConfig, merge, run, summarize
 from .targets import Targets, auto_vs_hand, claims, load_targets, margins, targets_met
 
 __all__ = ["QATSettings", "ablate", "ablation_variants", "describe_rule", "build_parser", "main", "analytic_mb",
            "measure_quantized", "run_qat", "weight_bits", "AUTO_PLACEHOLDER", "AccuracyError", "BenchModel",
            "check_recipes", "is_baseline", "load_float", "mismatched", "plan", "test_set", "zoo_models", "REFERENCE",
            "compare_reference", "load_reference", "update_reference", "ablation_markdown", "markdown",
-           "AccuracyConfig", "run", "summarize", "Targets", "auto_vs_hand", "claims", "load_targets", "margins",
+           "AccuracyConfig", "merge", "run", "summarize", "Targets", "auto_vs_hand", "claims", "load_targets", "margins",
            "targets_met"]

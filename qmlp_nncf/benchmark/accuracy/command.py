@@ -16,7 +16,17 @@ from .ablation import ablate
 from .models import AccuracyError, BenchModel, zoo_models
 from .reference import REFERENCE, compare_reference, load_reference, update_reference
 from .report import ablation_markdown, markdown
-from .runner import AccuracyConfig, run
+from .runner import AccuracyConfig, merge, run
+from .targets import load_targets
+
+
+def _read_result(path: str) -> dict:
+    import json
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise AccuracyError(f"--report {path}: not a readable JSON result ({e})") from None
 
 DESCRIPTION = "Top-1 of every zoo model x recipe: float, PTQ in torch fake-quant, and the exported OpenVINO IR."
 
@@ -43,6 +53,10 @@ def build_parser():
     p.add_argument("--ir-dir", metavar="DIR", help="keep the exported IRs in DIR (default: a temporary folder)")
     p.add_argument("--qat", action="store_true",
                    help="also fine-tune each PTQ model (qmlp_nncf.quantization.qat, `qmlp qat` defaults)")
+    p.add_argument("--qat-recipe", action="append", default=[], metavar="NAME",
+                   help="QAT only after this recipe's PTQ (repeat; implies --qat)")
+    p.add_argument("--report", nargs="+", metavar="JSON",
+                   help="no measurement: merge these --json results (e.g. runs side by side) into one report")
     p.add_argument("--qat-epochs", type=int, default=QATSettings.epochs, metavar="N")
     p.add_argument("--qat-train-subset", type=int, default=0, metavar="N",
                    help="QAT on the first N shuffled train images per epoch (default: all 60k)")
@@ -80,7 +94,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         cfg = AccuracyConfig(models=[] if custom else args.model, recipes=args.recipe, matching_only=args.matching_only,
                              limit=args.limit, calibration_size=args.calibration_size, seeds=args.seeds,
                              export_ir=not args.no_ir, reference=args.check_reference,
-                             qat=args.qat, ir_dir=args.ir_dir,
+                             qat=args.qat or bool(args.qat_recipe), qat_recipes=args.qat_recipe, ir_dir=args.ir_dir,
                              qat_settings=QATSettings(epochs=args.qat_epochs, train_subset=args.qat_train_subset),
                              data_dir=args.data_dir, data=data, progress=not args.no_progress)
         if args.ablate:
@@ -93,8 +107,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(ablation_markdown(result))
         else:
             reference = load_reference(args.check_reference) if args.check_reference else None
-            with nncf_output_to_stderr():
-                result = run(cfg, models)
+            if args.report:
+                if args.model or args.recipe or custom or args.qat or args.qat_recipe:
+                    raise AccuracyError("--report merges results measured before: drop --model, --recipe, "
+                                        "--checkpoint and --qat")
+                result = merge([_read_result(p) for p in args.report], load_targets(args.check_reference or REFERENCE))
+            else:
+                with nncf_output_to_stderr():
+                    result = run(cfg, models)
             print(markdown(result))
     except (ValueError, FileNotFoundError, KeyError) as e:  # AccuracyError, SpecError, DataError, ExportError...
         print(f"accuracy: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)

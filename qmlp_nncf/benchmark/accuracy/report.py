@@ -36,7 +36,9 @@ def targets_line(t: Targets) -> str:
 def markdown(result: dict, targets: Optional[Targets] = None) -> str:
     """The accuracy table (top-1 in %, deltas in points; mean ± sd when rows have several seeds), the float
     top-1s, targets, margins, per-family claims and notes."""
-    targets = targets or load_targets(result.get("config", {}).get("reference") or REFERENCE)
+    config = result.get("config") or {}
+    config = (config[0] or {}) if isinstance(config, list) else config  # a merged result: the first run's
+    targets = targets or load_targets(config.get("reference") or REFERENCE)
     floats = {f["model"]: f for f in result["floats"]}
     rows = result.get("summary") or result["rows"]
     lines = ["| model | recipe | mode | calib | seeds | float top-1 (zoo / now) | torch top-1 | Δ pt | IR top-1 | "
@@ -54,7 +56,7 @@ def markdown(result: dict, targets: Optional[Targets] = None) -> str:
             f"{r['ir_mb']:.3f}" if "ir_mb" in r else "-", f"{r['analytic_mb']:.3f}", f"{r['ptq_s']:.1f}",
             target]) + " |")
     n = rows[0]["n"] if rows else 0
-    spec = (result.get("config", {}).get("data") or {}).get("spec")
+    spec = (config.get("data") or {}).get("spec")
     where = f"val images of {spec}" if spec else "Fashion-MNIST test images"
     lines += ["", f"Top-1 in % on the first {n} {where}; Δ vs the float top-1 re-measured on the same images; "
                   f"± = sample sd over the seeds (calibration draw, and QAT); IR = OpenVINO CPU, f32 hint. "

@@ -31,6 +31,7 @@ class AccuracyConfig:
     seeds: int = 1  # repeat the calibration draw (and QAT) with seeds 0..N-1; rows are summarised over them
     export_ir: bool = True  # also measure the OpenVINO IR
     qat: bool = False  # add a QAT row after each PTQ row (not for weight-only recipes)
+    qat_recipes: list[str] = field(default_factory=list)  # with qat: only after these recipes (empty = all)
     qat_settings: QATSettings = field(default_factory=QATSettings)
     ir_dir: Optional[str] = None  # keep the IRs here (<model>.<recipe>.<ptq|qat>[.seedN]/); default: temporary
     data_dir: Optional[str] = None
@@ -50,6 +51,9 @@ class AccuracyConfig:
             raise AccuracyError(f"--calibration-size must be >= 1, got {self.calibration_size}")
         if self.seeds < 1:
             raise AccuracyError(f"--seeds must be >= 1, got {self.seeds}")
+        stray = [r for r in self.qat_recipes if self.recipes and r not in self.recipes]
+        if stray:
+            raise AccuracyError(f"--qat-recipe {stray} is not among the --recipe list {self.recipes}")
 
 
 def _round(v):
@@ -106,7 +110,7 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
                     "seed": seed, "n": len(test), "float_top1_reference": model.reference_top1,
                     "float_top1": float_top1, "ptq_s": time.perf_counter() - t0, "quantizers": q.quantizers}
             modes = [("ptq", quantized, {})]
-            if cfg.qat and recipe.weight_compression is None:
+            if cfg.qat and recipe.weight_compression is None and (not cfg.qat_recipes or recipe_name in cfg.qat_recipes):
                 t0 = time.perf_counter()
                 trained = run_qat(copy.deepcopy(quantized), model, arch,
                                   run_dir(ir_root, model.name, recipe_name, "qat-run", seed), cfg.qat_settings,
@@ -123,12 +127,40 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
                 log(f"{model.name} / {recipe_name} ({mode}{f', seed {seed}' if cfg.seeds > 1 else ''}): "
                     f"torch {row['torch_top1']:.4f}" + (f", IR {row['ir_top1']:.4f}" if "ir_top1" in row else "")
                     + f" (float {float_top1:.4f}), PTQ {row['ptq_s']:.1f} s")
-    summary = summarize(rows, {m.name: m for m in models}, targets)
     float_rows = [{k: _round(v) for k, v in f.items()} for f in floats.values()]
     return {"config": asdict(cfg), "machine": machine_info(), "notes": list(dict.fromkeys(notes)),
-            "floats": float_rows, "rows": rows, "summary": summary,
-            "margins": T.margins(summary, models, targets), "auto_vs_hand": T.auto_vs_hand(summary, targets),
-            "claims": T.claims(summary, float_rows, targets)}
+            "floats": float_rows, "rows": rows, **checked(rows, models, float_rows, targets)}
+
+
+def checked(rows: list[dict], models: list[BenchModel], floats: list[dict], targets: T.Targets) -> dict:
+    """The summary over seeds and every check on it: margins, auto vs hand-written, per-family claims."""
+    summary = summarize(rows, {m.name: m for m in models}, targets)
+    return {"summary": summary, "margins": T.margins(summary, models, targets),
+            "auto_vs_hand": T.auto_vs_hand(summary, targets), "claims": T.claims(summary, floats, targets)}
+
+
+def merge(results: list[dict], targets: Optional[T.Targets] = None) -> dict:
+    """One result from several runs of the benchmark (e.g. base and Q-MLP models measured separately, or
+    seeds run in parallel): floats of the first run that has each model, per-seed rows (a later run's row
+    replaces an earlier one with the same model, recipe, mode and seed), then the summary and checks."""
+    if not results:
+        raise AccuracyError("nothing to merge: give at least one result JSON")
+    targets = targets or T.load_targets()
+    floats: dict[str, dict] = {}
+    rows: dict[tuple, dict] = {}
+    for i, r in enumerate(results):
+        if not isinstance(r, dict) or not {"floats", "rows"} <= r.keys():
+            raise AccuracyError(f"result {i + 1} is not a JSON result of benchmarks/accuracy.py (no floats/rows)")
+        for f in r["floats"]:
+            floats.setdefault(f["model"], f)
+        for row in r["rows"]:
+            rows[(row["model"], row["recipe"], row["mode"], row.get("seed", 0))] = row
+    models = [BenchModel(f["model"], f["family"], Path("."), f.get("reference_top1"), f.get("base"))
+              for f in floats.values()]
+    return {"config": [r.get("config") for r in results], "machine": results[0].get("machine"),
+            "notes": list(dict.fromkeys(n for r in results for n in r.get("notes", []))),
+            "floats": list(floats.values()), "rows": list(rows.values()),
+            **checked(list(rows.values()), models, list(floats.values()), targets)}
 
 
 MEANED = ("torch_top1", "ir_top1", "agreement", "delta_torch_pt", "delta_ir_pt", "ir_vs_torch_pt", "ptq_s", "qat_s")
