@@ -94,13 +94,19 @@ def test_targets_met(recipe, mode, qmlp_model, delta, ir_gap, expected):
 
 
 def test_compare_reference():
-    reference = [{"model": "m", "recipe": "r", "n": 1000, "torch_top1": 0.9, "ir_top1": 0.9, "tolerance": 0.002},
+    from qmlp_nncf.hardware import cpu_capabilities
+
+    here = cpu_capabilities().vnni
+    reference = [{"model": "m", "recipe": "r", "n": 1000, "torch_top1": 0.9, "ir_top1": 0.9, "tolerance": 0.002,
+                  "cpu_vnni": here},
                  {"model": "m", "recipe": "other", "n": 1000, "torch_top1": 0.5, "ir_top1": 0.5, "tolerance": 0.0}]
     checks = compare_reference([row(ir_top1=0.903), row(n=10000, torch_top1=0.1)], reference)
     assert [(c["metric"], c["ok"]) for c in checks] == [("torch_top1", True), ("ir_top1", False)]
     assert compare_reference([row(mode="qat")], reference) == []  # only PTQ rows are compared
     no_ir = compare_reference([row(ir_top1=None)], reference)
     assert [c["metric"] for c in no_ir] == ["torch_top1"]
+    other_cpu = [dict(reference[0], cpu_vnni=not here)]  # IR numbers from the other kind of int8 kernels
+    assert [c["metric"] for c in compare_reference([row(ir_top1=0.903)], other_cpu)] == ["torch_top1"]
 
 
 def test_update_reference_merges(tmp_path):

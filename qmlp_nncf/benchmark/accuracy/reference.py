@@ -12,6 +12,12 @@ REFERENCE = Path(__file__).resolve().parents[3] / "benchmarks" / "reference_accu
 _KEYS = {"model", "recipe", "n", "torch_top1", "ir_top1", "tolerance"}
 
 
+def _vnni() -> bool:
+    from ...hardware import cpu_capabilities
+
+    return bool(cpu_capabilities().vnni)
+
+
 def entry_key(e: dict) -> tuple:
     """(model, recipe, mode, n, seeds): a measurement matches an entry only with the same five."""
     return e["model"], e["recipe"], e.get("mode", "ptq"), e["n"], e.get("seeds", 1)
@@ -38,10 +44,12 @@ def compare_reference(rows: list[dict], reference: list[dict]) -> list[dict]:
     (``rows``: summary rows, or single-seed rows).
 
     A check is ``{model, recipe, mode, n, seeds, metric, measured, reference, tolerance, ok}``; the IR metric
-    is only checked when the row has one.
+    is only checked when the row has one, and when the entry was measured on a CPU of the same int8 kind
+    (``cpu_vnni``; entries without it were measured with VNNI).
     """
     by = {entry_key(r): r for r in rows}
     checks = []
+    vnni = _vnni()
     for e in reference:
         row = by.get(entry_key(e))
         if row is None:
@@ -49,6 +57,8 @@ def compare_reference(rows: list[dict], reference: list[dict]) -> list[dict]:
         for metric in ("torch_top1", "ir_top1"):
             if row.get(metric) is None or e.get(metric) is None:
                 continue
+            if metric == "ir_top1" and e.get("cpu_vnni", True) != vnni:
+                continue  # OpenVINO's int8 kernels differ with and without VNNI: IR numbers of the other kind
             checks.append({"model": e["model"], "recipe": e["recipe"], "mode": e.get("mode", "ptq"), "n": e["n"],
                            "seeds": e.get("seeds", 1), "metric": metric, "measured": row[metric],
                            "reference": e[metric], "tolerance": e["tolerance"],
@@ -70,7 +80,7 @@ def update_reference(path: str | Path, rows: list[dict], tolerance: float, comma
              "seeds": r.get("seeds", 1), "torch_top1": r["torch_top1"], "ir_top1": r.get("ir_top1")}
         if e["seeds"] > 1:
             e.update(torch_top1_sd=r.get("torch_top1_sd"), ir_top1_sd=r.get("ir_top1_sd"))
-        new[entry_key(e)] = e | {"tolerance": tolerance, "command": command}
+        new[entry_key(e)] = e | {"cpu_vnni": _vnni(), "tolerance": tolerance, "command": command}
     kept = [e for e in data["entries"] if entry_key(e) not in new]
     data["entries"] = sorted(kept + list(new.values()),
                              key=lambda e: (-e["n"], e["model"], e["recipe"], e.get("mode", "ptq"), e.get("seeds", 1)))
