@@ -325,11 +325,14 @@ def cmd_zoo(args) -> dict | list:
     entries = [e.to_json() for e in list_entries()]
     if args.json:
         return entries
-    print("| model | family | params | epochs | train time | top-1 |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| model | family | params | epochs | train time | top-1 | curve (top-1 % per epoch) |")
+    print("|---|---|---:|---:|---:|---:|---|")
     for e in entries:
+        curve = e["extra"].get("curve_top1", [])
+        shown = curve if len(curve) <= 6 else curve[:2] + [None] + curve[-3:]
         print(f"| {e['name']} | {e['family']} | {e['params']:,} | {e['epochs']} | "
-              f"{e['train_time_s'] / 60:.0f} min | {100 * e['top1']:.2f} % |")
+              f"{e['train_time_s'] / 60:.0f} min | {100 * e['top1']:.2f} % | "
+              + " ".join("…" if v is None else f"{100 * v:.1f}" for v in shown) + " |")
     return entries
 
 

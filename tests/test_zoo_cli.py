@@ -72,3 +72,13 @@ def test_console_script_exit_code_on_error():
     proc = subprocess.run([sys.executable, "-m", "qmlp_nncf.cli", "quantize", "--recipe", "nope", "--model",
                            "mixer_fmnist", "--out", "/tmp/qmlp_never_written"], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown recipe 'nope'" in proc.stderr
+
+
+def test_zoo_table_shows_each_models_curve(capsys):
+    assert main(["zoo"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]
+    assert "curve (top-1 % per epoch)" in lines[0]
+    for e in list_entries():
+        row = next(ln for ln in lines if ln.startswith(f"| {e.name} |"))
+        last = e.extra.get("curve_top1", [None])[-1]
+        assert last is None or row.rstrip(" |").endswith(f"{100 * last:.1f}")
