@@ -143,3 +143,23 @@ def test_qat_only_after_the_named_recipes_and_merged_reports(tiny_checkpoint, tm
     assert main(["--report", str(pa), "--model", "x"]) == 2
     assert "--report merges results measured before" in capsys.readouterr().err
     assert main(["--report", str(tmp_path / "none.json")]) == 2
+
+
+def test_an_interrupted_run_resumes_from_its_rows(tiny_checkpoint, tmp_path):
+    rows_file = tmp_path / "acc.json.rows.jsonl"
+    cfg = dict(recipes=["plain_w4a4_minmax", "plain_w4a4_p999"], limit=32, calibration_size=4, seeds=2,
+               export_ir=False, progress=False, rows_file=str(rows_file))
+    first = run(AccuracyConfig(**cfg), models=[tiny_checkpoint], log=lambda m: None)["rows"]
+    lines = rows_file.read_text().splitlines()
+    assert [json.loads(ln) for ln in lines] == first  # every row was written as it was measured
+    rows_file.write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])  # interrupted while writing the 4th row
+    log = []
+    again = run(AccuracyConfig(**cfg, resume=True), models=[tiny_checkpoint], log=log.append)["rows"]
+    assert sum("reused from" in m for m in log) == 3
+    assert [(r["recipe"], r["seed"]) for r in again] == [(r["recipe"], r["seed"]) for r in first]
+    assert again[:3] == first[:3] and again[3]["torch_top1"] == first[3]["torch_top1"]  # re-measured, same draw
+    fresh = []
+    run(AccuracyConfig(**cfg), models=[tiny_checkpoint], log=fresh.append)  # no --resume: measures everything
+    assert not any("reused" in m for m in fresh) and len(rows_file.read_text().splitlines()) == 4
+    with pytest.raises(AccuracyError, match="give the same --json PATH"):
+        AccuracyConfig(resume=True)

@@ -68,7 +68,10 @@ def build_parser():
     p.add_argument("--tolerance", type=float, default=0.003, help="with --update-reference (fraction of top-1)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     p.add_argument("--data-dir", help="Fashion-MNIST folder (default: see qmlp_nncf.data)")
-    p.add_argument("--json", metavar="PATH", help="write the result as JSON (atomically)")
+    p.add_argument("--json", metavar="PATH", help="write the result as JSON (atomically); rows are also appended to "
+                                                 "PATH.rows.jsonl as they are measured")
+    p.add_argument("--resume", action="store_true",
+                   help="with the --json PATH of an interrupted run: reuse its measured rows, measure the rest")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -96,7 +99,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                              export_ir=not args.no_ir, reference=args.check_reference,
                              qat=args.qat or bool(args.qat_recipe), qat_recipes=args.qat_recipe, ir_dir=args.ir_dir,
                              qat_settings=QATSettings(epochs=args.qat_epochs, train_subset=args.qat_train_subset),
-                             data_dir=args.data_dir, data=data, progress=not args.no_progress)
+                             data_dir=args.data_dir, data=data, progress=not args.no_progress,
+                             rows_file=f"{args.json}.rows.jsonl" if args.json and not args.ablate else None,
+                             resume=args.resume)
         if args.ablate:
             if (len(args.recipe) != 1 or args.model or args.qat or args.check_reference or args.update_reference
                     or args.seeds != 1):
@@ -121,6 +126,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     if args.json:
         write_json(args.json, result)
+        Path(f"{args.json}.rows.jsonl").unlink(missing_ok=True)  # the result holds every row now
         print(f"wrote {args.json}", file=sys.stderr)
     if args.ablate:
         return 0

@@ -37,6 +37,8 @@ class AccuracyConfig:
     data_dir: Optional[str] = None
     data: dict = field(default_factory=dict)  # sources.DataSource.to_json(); {} = Fashion-MNIST
     reference: Optional[str] = None  # the file whose targets apply (default: benchmarks/reference_accuracy.json)
+    rows_file: Optional[str] = None  # every row is appended here (JSON lines) as soon as it is measured
+    resume: bool = False  # reuse the rows already in rows_file (same model, recipe, seed, n, calibration size)
     progress: bool = True
 
     def data_source(self):
@@ -51,6 +53,8 @@ class AccuracyConfig:
             raise AccuracyError(f"--calibration-size must be >= 1, got {self.calibration_size}")
         if self.seeds < 1:
             raise AccuracyError(f"--seeds must be >= 1, got {self.seeds}")
+        if self.resume and not self.rows_file:
+            raise AccuracyError("--resume continues the rows of an interrupted --json run: give the same --json PATH")
         stray = [r for r in self.qat_recipes if self.recipes and r not in self.recipes]
         if stray:
             raise AccuracyError(f"--qat-recipe {stray} is not among the --recipe list {self.recipes}")
@@ -58,6 +62,35 @@ class AccuracyConfig:
 
 def _round(v):
     return round(v, 5) if isinstance(v, float) else v
+
+
+def _done_rows(cfg: AccuracyConfig) -> dict[tuple, list[dict]]:
+    """(model, recipe, seed, n, calibration size) -> the rows measured before (``cfg.resume``)."""
+    import json
+
+    path = Path(cfg.rows_file) if cfg.rows_file else None
+    if path is None or not path.is_file():
+        return {}
+    if not cfg.resume:
+        path.unlink()  # a fresh run: the rows of an earlier one are not this run's
+        return {}
+    done: dict[tuple, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by the interruption
+        done.setdefault((r["model"], r["recipe"], r.get("seed", 0), r["n"], r["calibration_size"]), []).append(r)
+    return done
+
+
+def _append_row(cfg: AccuracyConfig, row: dict) -> None:
+    import json
+
+    if cfg.rows_file:
+        Path(cfg.rows_file).parent.mkdir(parents=True, exist_ok=True)
+        with open(cfg.rows_file, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def run_dir(root: Path, model: str, recipe: str, mode: str, seed: int) -> Path:
@@ -85,6 +118,7 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
     notes = [f"* = recipe {r} expects a Q-MLP model; {m.name} has no Q-MLP surgery" for m, r, mis, _ in runs if mis]
     floats: dict[str, dict] = {}
     rows = []
+    done = _done_rows(cfg)
     with tempfile.TemporaryDirectory(prefix="qmlp-accuracy-") as tmp:
         ir_root = Path(cfg.ir_dir or tmp)
         bar = tqdm(runs, desc="accuracy", unit="run", disable=not cfg.progress, file=sys.stderr)
@@ -101,6 +135,13 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
             float_top1 = floats[model.name]["top1"]
             recipe = load_bench_recipe(recipe_name)
             size = cfg.calibration_size or recipe.calibration_size
+            wants_qat = (cfg.qat and recipe.weight_compression is None
+                         and (not cfg.qat_recipes or recipe_name in cfg.qat_recipes))
+            before = done.get((model.name, recipe_name, seed, len(test), size), [])
+            if {r["mode"] for r in before} == ({"ptq", "qat"} if wants_qat else {"ptq"}):
+                rows += before  # measured by the interrupted run
+                log(f"{model.name} / {recipe_name} (seed {seed}): reused from {cfg.rows_file}")
+                continue
             chosen = recipe_name if recipe_name.startswith("auto:") else recipe
             t0 = time.perf_counter()
             q = quantize(copy.deepcopy(float_model), data.calibration(float_model, items_wanted(chosen, size), seed),
@@ -110,7 +151,7 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
                     "seed": seed, "n": len(test), "float_top1_reference": model.reference_top1,
                     "float_top1": float_top1, "ptq_s": time.perf_counter() - t0, "quantizers": q.quantizers}
             modes = [("ptq", quantized, {})]
-            if cfg.qat and recipe.weight_compression is None and (not cfg.qat_recipes or recipe_name in cfg.qat_recipes):
+            if wants_qat:
                 t0 = time.perf_counter()
                 trained = run_qat(copy.deepcopy(quantized), model, arch,
                                   run_dir(ir_root, model.name, recipe_name, "qat-run", seed), cfg.qat_settings,
@@ -124,6 +165,7 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
                     cfg.progress, data.input_size(float_model))}
                 row["targets_met"] = T.targets_met(row, model, targets)
                 rows.append({k: _round(v) for k, v in row.items()})
+                _append_row(cfg, rows[-1])
                 log(f"{model.name} / {recipe_name} ({mode}{f', seed {seed}' if cfg.seeds > 1 else ''}): "
                     f"torch {row['torch_top1']:.4f}" + (f", IR {row['ir_top1']:.4f}" if "ir_top1" in row else "")
                     + f" (float {float_top1:.4f}), PTQ {row['ptq_s']:.1f} s")
