@@ -27,8 +27,9 @@ nncf-extension: install
 demo: install data nncf-extension
 	$(PYTHON) -m qmlp_nncf.demo
 
+# Two pytest-xdist workers, one per core; a test file stays on one worker (its module fixtures are built once).
 test: install data nncf-extension
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile
 
 test-all: install data nncf-extension
-	$(PYTHON) -m pytest -q -m ""
+	$(PYTHON) -m pytest -q -n 2 --dist loadfile -m ""
