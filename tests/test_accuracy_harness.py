@@ -140,6 +140,12 @@ def test_qat_only_after_the_named_recipes_and_merged_reports(tiny_checkpoint, tm
     assert main(["--report", str(pa), str(pb), "--json", str(tmp_path / "m.json")]) == 0
     assert "| resmlp_1block | plain_w4a4_minmax | ptq | 4 | 2 |" in capsys.readouterr().out
     assert json.loads((tmp_path / "m.json").read_text())["summary"][0]["seeds"] == 2
+    b["command"] = "python benchmarks/accuracy.py --seeds 2 (run b)"
+    pb.write_text(json.dumps(b))
+    ref = tmp_path / "ref.json"
+    assert main(["--report", str(pa), str(pb), "--update-reference", str(ref)]) == 0
+    entries = json.loads(ref.read_text())["entries"]  # each entry keeps the command that measured it
+    assert {e["command"] for e in entries} == {"python benchmarks/accuracy.py --seeds 2 (run b)"}
     assert main(["--report", str(pa), "--model", "x"]) == 2
     assert "--report merges results measured before" in capsys.readouterr().err
     assert main(["--report", str(tmp_path / "none.json")]) == 2

@@ -79,6 +79,7 @@ def build_parser():
 def main(argv: Optional[list[str]] = None) -> int:
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
     args = build_parser().parse_args(argv)
+    this_command = "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # tracing in ov.convert_model
     try:
         if args.threads:
@@ -120,6 +121,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             else:
                 with nncf_output_to_stderr():
                     result = run(cfg, models)
+                result["command"] = this_command
             print(markdown(result))
     except (ValueError, FileNotFoundError, KeyError) as e:  # AccuracyError, SpecError, DataError, ExportError...
         print(f"accuracy: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
@@ -131,8 +133,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.ablate:
         return 0
     if args.update_reference:
-        update_reference(args.update_reference, result["summary"], args.tolerance,
-                         "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+        update_reference(args.update_reference, result["summary"], args.tolerance, this_command)
         print(f"updated {args.update_reference}", file=sys.stderr)
     if reference is not None:
         checks = compare_reference(result["summary"], reference)

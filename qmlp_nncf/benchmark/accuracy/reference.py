@@ -68,7 +68,8 @@ def compare_reference(rows: list[dict], reference: list[dict]) -> list[dict]:
 
 def update_reference(path: str | Path, rows: list[dict], tolerance: float, command: str) -> None:
     """Merge the measured rows (summary rows: means and sd over seeds) into the reference file; entries
-    with the same key are replaced, the targets are kept; atomic write."""
+    with the same key are replaced, the targets are kept; atomic write. An entry's ``command`` is its row's
+    own (the run that measured it, kept through ``--report`` merges), else ``command``."""
     path = Path(path)
     data = json.loads(path.read_text()) if path.is_file() else {
         "description": "Reference top-1 (fractions) of benchmarks/accuracy.py: n = test images (the first n), "
@@ -80,7 +81,7 @@ def update_reference(path: str | Path, rows: list[dict], tolerance: float, comma
              "seeds": r.get("seeds", 1), "torch_top1": r["torch_top1"], "ir_top1": r.get("ir_top1")}
         if e["seeds"] > 1:
             e.update(torch_top1_sd=r.get("torch_top1_sd"), ir_top1_sd=r.get("ir_top1_sd"))
-        new[entry_key(e)] = e | {"cpu_vnni": _vnni(), "tolerance": tolerance, "command": command}
+        new[entry_key(e)] = e | {"cpu_vnni": _vnni(), "tolerance": tolerance, "command": r.get("command") or command}
     kept = [e for e in data["entries"] if entry_key(e) not in new]
     data["entries"] = sorted(kept + list(new.values()),
                              key=lambda e: (-e["n"], e["model"], e["recipe"], e.get("mode", "ptq"), e.get("seeds", 1)))

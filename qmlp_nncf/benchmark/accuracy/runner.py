@@ -199,10 +199,16 @@ def merge(results: list[dict], targets: Optional[T.Targets] = None) -> dict:
             rows[(row["model"], row["recipe"], row["mode"], row.get("seed", 0))] = row
     models = [BenchModel(f["model"], f["family"], Path("."), f.get("reference_top1"), f.get("base"))
               for f in floats.values()]
-    return {"config": [r.get("config") for r in results], "machine": results[0].get("machine"),
-            "notes": list(dict.fromkeys(n for r in results for n in r.get("notes", []))),
-            "floats": list(floats.values()), "rows": list(rows.values()),
-            **checked(list(rows.values()), models, list(floats.values()), targets)}
+    commands = {(row["model"], row["recipe"], row["mode"]): r["command"]
+                for r in results if r.get("command") for row in r["rows"]}
+    merged = {"config": [r.get("config") for r in results], "machine": results[0].get("machine"),
+              "notes": list(dict.fromkeys(n for r in results for n in r.get("notes", []))),
+              "floats": list(floats.values()), "rows": list(rows.values()),
+              **checked(list(rows.values()), models, list(floats.values()), targets)}
+    for s in merged["summary"]:  # each summary row names the run that measured it (the reference keeps it)
+        if (s["model"], s["recipe"], s["mode"]) in commands:
+            s["command"] = commands[(s["model"], s["recipe"], s["mode"])]
+    return merged
 
 
 MEANED = ("torch_top1", "ir_top1", "agreement", "delta_torch_pt", "delta_ir_pt", "ir_vs_torch_pt", "ptq_s", "qat_s")
