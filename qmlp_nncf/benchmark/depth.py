@@ -133,7 +133,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     import argparse
 
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
-    p = argparse.ArgumentParser(prog="benchmarks/depth.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="benchmarks/depth.py", description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("--model", action="append", required=True, metavar="NAME",
                    help="zoo/timm model or checkpoint (repeat; the figure compares the first two)")
     p.add_argument("--accuracy", action="append", default=[], metavar="JSON",
