@@ -112,8 +112,9 @@ def test_depth_rows_and_four_bit_table():
                         "torch_top1_sd": 0.002},
                        {"model": "q", "recipe": "qmlp_w4a8", "mode": "ptq", "torch_top1": 0.895, "seeds": 3},
                        {"model": "q", "recipe": "qmlp_w4a4", "mode": "ptq", "torch_top1": 0.89, "seeds": 3}]}
-    (g,) = four_bit([acc], ["m"])
+    acc["summary"].append({"model": "q", "recipe": "nncf_transformer_w4a4", "mode": "ptq", "torch_top1": 0.87})
+    (g,) = four_bit([acc], ["m", "q"])  # a Q-MLP model gets no line of its own: it is on its base's
     assert g["qmlp"]["recipe"] == "qmlp_w4a8" and g["gap_pt"] == pytest.approx(3.5)
     table = markdown({"rows": [row], "four_bit": [g], "calibration_size": 8, "seed": 0})
-    assert "| m | 3 | token_mixing_input | 2.00 | 4.00 | 8.00 (1) | 2.00 |" in table and "86.00 ± 0.20" in table
+    assert "| m | 3 | token_mixing_input | 2.00 | 4.00 | 8.00 (1) | 2.00 |" in table and "86.00 ± 0.20 (nncf_transformer_w4a4, 3 seeds)" in table
     assert main(["--model", "resmlp_fmnist", "--calibration-size", "0"]) == 2

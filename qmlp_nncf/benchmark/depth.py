@@ -61,6 +61,8 @@ def four_bit(accuracy: list[dict], models: list[str], baseline: str = "nncf_tran
         summary += result.get("summary") or result["rows"]
     out = []
     for name in models:
+        if floats.get(name, {}).get("base"):
+            continue  # a Q-MLP model: its numbers are on its base model's line
         stock = next((r for r in summary if r["model"] == name and r["recipe"] == baseline and r["mode"] == "ptq"), None)
         qmlp = [n for n, f in floats.items() if f.get("base") == name]
         ours = [r for r in summary if r["model"] in qmlp and r["mode"] == "ptq" and re.search("w4a[48]", r["recipe"])
@@ -122,7 +124,8 @@ def markdown(result: dict) -> str:
             if not x:
                 return "-"
             sd = f" ± {100 * x['sd']:.2f}" if x.get("seeds", 1) > 1 and x.get("sd") is not None else ""
-            return f"{100 * x['top1']:.2f}{sd} ({x.get('model', '')} {x['recipe']}, {x['seeds']} seeds)".replace(" (, ", " (")
+            where = f"{x['model']} {x['recipe']}" if x.get("model") else x["recipe"]
+            return f"{100 * x['top1']:.2f}{sd} ({where}, {x['seeds']} seeds)"
         for g in result["four_bit"]:
             lines.append(f"| {g['model']} | {_f(100 * g['float_top1'] if g['float_top1'] else None)} | {pm(g['stock'])} | "
                          f"{pm(g['qmlp'])} | {_f(g['gap_pt'])} |")
