@@ -113,6 +113,10 @@ def test_seeds_flag(capsys):
     assert "--seeds must be >= 1" in capsys.readouterr().err
     assert main(["--ablate", "mixer_fmnist", "--recipe", "qmlp_w4a4", "--seeds", "3", "--no-progress"]) == 2
     assert "no --model, --qat, --seeds" in capsys.readouterr().err
+    assert main(["--qat-recipe", "qmlp_w4a4", "--recipe", "qmlp_w4a4", "--qat-distill-weight", "1.5"]) == 2
+    assert "QAT distill weight must be in [0, 1], got 1.5" in capsys.readouterr().err
+    assert main(["--qat-recipe", "qmlp_w4a4", "--recipe", "qmlp_w4a4", "--qat-lr", "0"]) == 2
+    assert "lr (0) must be positive" in capsys.readouterr().err
 
 
 def test_qat_only_after_the_named_recipes_and_merged_reports(tiny_checkpoint, tmp_path, capsys):

@@ -25,6 +25,13 @@ class QATSettings:
     distill_weight: float = 0.7
     train_subset: int = 0  # >0: the first N shuffled train images per epoch
 
+    def __post_init__(self):  # fail at the command line, not after the PTQ run that precedes QAT
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.train_subset < 0:
+            raise ValueError(f"QAT epochs ({self.epochs}), batch size ({self.batch_size}) and lr ({self.lr:g}) must be "
+                             f"positive, train subset ({self.train_subset}) >= 0")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"QAT distill weight must be in [0, 1], got {self.distill_weight:g}")
+
     def train_config(self, arch: str, out: str, teacher: Optional[str], **extra) -> TrainConfig:
         """The training-loop config: no weight decay on quantizer ranges, float32 (fake-quant kernels)."""
         return TrainConfig(model=arch, out=out, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,

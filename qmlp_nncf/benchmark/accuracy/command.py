@@ -60,6 +60,10 @@ def build_parser():
     p.add_argument("--qat-epochs", type=int, default=QATSettings.epochs, metavar="N")
     p.add_argument("--qat-train-subset", type=int, default=0, metavar="N",
                    help="QAT on the first N shuffled train images per epoch (default: all 60k)")
+    p.add_argument("--qat-lr", type=float, default=QATSettings.lr, metavar="LR",
+                   help=f"QAT peak learning rate (default {QATSettings.lr:g})")
+    p.add_argument("--qat-distill-weight", type=float, default=QATSettings.distill_weight, metavar="W",
+                   help=f"QAT loss: (1-W) * CE + W * KL to the float model (default {QATSettings.distill_weight:g})")
     p.add_argument("--ablate", metavar="MODEL", help="ablation: remove one rule at a time from --recipe on MODEL")
     p.add_argument("--check-reference", nargs="?", const=str(REFERENCE), metavar="PATH",
                    help="compare with the reference numbers; exit 1 on a mismatch")
@@ -99,7 +103,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                              limit=args.limit, calibration_size=args.calibration_size, seeds=args.seeds,
                              export_ir=not args.no_ir, reference=args.check_reference,
                              qat=args.qat or bool(args.qat_recipe), qat_recipes=args.qat_recipe, ir_dir=args.ir_dir,
-                             qat_settings=QATSettings(epochs=args.qat_epochs, train_subset=args.qat_train_subset),
+                             qat_settings=QATSettings(epochs=args.qat_epochs, train_subset=args.qat_train_subset,
+                                                      lr=args.qat_lr, distill_weight=args.qat_distill_weight),
                              data_dir=args.data_dir, data=data, progress=not args.no_progress,
                              rows_file=f"{args.json}.rows.jsonl" if args.json and not args.ablate else None,
                              resume=args.resume)
