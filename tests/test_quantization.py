@@ -271,3 +271,47 @@ def test_nncf_global_range_cannot_be_mse():
 
     with pytest.raises(SpecError, match=r"recipe r.nncf.range.estimator: NNCF's global estimator is one of"):
         Recipe.from_dict("r", {"nncf": {"range": {"estimator": "mse"}}})
+
+
+def _int8_weights(xml) -> list[np.ndarray]:
+    return [op.get_data() for op in ov.Core().read_model(xml).get_ordered_ops()
+            if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]
+
+
+def test_half_range_weights_are_nncf_overflow_fix_in_the_ir(tmp_path, calib):
+    """qmlp_w8a8_overflow_fix: every int8 weight of the IR lies in [-64, 64] (no 16-bit pair sum can saturate on a
+    CPU without VNNI), where qmlp_w8a8 uses the full [-127, 127]; torch fake-quant runs at 7-bit weight error."""
+    from qmlp_nncf.export import export_ir
+
+    model = small("qmlp_mixer_fmnist")
+    x = torch.stack([calib[i][0] for i in range(16)])
+    with torch.no_grad():
+        ref = model(x)
+    peaks, errors = {}, {}
+    for recipe in ("qmlp_w8a8", "qmlp_w8a8_overflow_fix"):
+        q = quantize(model, calib, recipe, **QUIET)
+        weights = _int8_weights(export_ir(q.model, tmp_path / recipe, (1, 1, 28, 28)).xml)
+        assert weights
+        peaks[recipe] = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+        with torch.no_grad():
+            errors[recipe] = float((q.model(x) - ref).abs().mean())
+    assert peaks["qmlp_w8a8_overflow_fix"] <= 64 < peaks["qmlp_w8a8"]
+    assert errors["qmlp_w8a8"] < errors["qmlp_w8a8_overflow_fix"] < 10 * errors["qmlp_w8a8"]
+
+
+def test_half_range_composes_and_is_refused_on_activations(calib):
+    spec = QuantizerSpec(per_channel=True).merged({"half_range": True})
+    assert spec.uses_half_range and str(spec) == "s8/ch/half min_max"
+    assert not spec.merged({"bits": 4}).uses_half_range  # a 4-bit rule over it composes: nothing to fix at 4 bit
+    assert "half_range" not in QuantizerSpec().to_dict() and spec.to_dict()["half_range"] is True
+    with pytest.raises(SpecError, match="activations.half_range: half_range is NNCF's overflow fix for weights"):
+        load_recipe_dict({"activations": {"half_range": True}})
+    rule = Rule.from_dict({"match": ["channel_mixing_input"], "spec": {"half_range": True}}, "rules[0]")
+    with pytest.raises(SpecError, match="half_range applies to weights"):
+        quantize(small("qmlp_mixer_fmnist"), calib, "qmlp_w8a8", extra_rules=(rule,), **QUIET)
+
+
+def load_recipe_dict(d: dict):
+    from qmlp_nncf.quantization.recipes import Recipe
+
+    return Recipe.from_dict("inline", d)

@@ -23,7 +23,7 @@ import torch
 
 from .calibration import RangeCollector
 from .recipes import Recipe
-from .respec import Decision, _weight_range
+from .respec import Decision, _weight_range, check_half_range
 from .roles import GraphRoles, Site
 from .rules import resolve
 from .specs import QuantizerSpec, SpecError
@@ -220,7 +220,7 @@ def _fq_parameters(spec: QuantizerSpec, low: np.ndarray, high: np.ndarray, is_we
     stats = MinMaxTensorStatistic(min_values=Tensor(np.asarray(low, np.float32)),
                                   max_values=Tensor(np.asarray(high, np.float32)))
     group = QuantizerGroup.WEIGHTS if is_weight else QuantizerGroup.ACTIVATIONS
-    return calculate_quantizer_parameters(stats, config, group)
+    return calculate_quantizer_parameters(stats, config, group, half_range=check_half_range(spec, is_weight))
 
 
 def _replace_constants(fq, params, shape: Optional[list] = None) -> None:

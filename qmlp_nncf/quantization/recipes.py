@@ -106,6 +106,9 @@ class Recipe:
             kw["weights"] = cls.weights.merged(d["weights"], f"{where}.weights")
         if "activations" in d:
             kw["activations"] = cls.activations.merged(d["activations"], f"{where}.activations")
+            if kw["activations"].half_range:
+                raise SpecError(f"{where}.activations.half_range: half_range is NNCF's overflow fix for weights; "
+                                f"set it under 'weights'")
         if "rules" in d:
             kw["rules"] = rules_from_list(d["rules"], f"{where}.rules")
         if "weight_compression" in d:

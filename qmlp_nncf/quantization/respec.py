@@ -24,7 +24,7 @@ from nncf.torch.quantization.layers import (QUANTIZATION_MODULES, AsymmetricQuan
 from .calibration import RangeCollector, mse_shrink
 from .roles import GraphRoles, Site
 from .rules import Rule, resolve
-from .specs import QuantizerSpec
+from .specs import QuantizerSpec, SpecError
 
 # SmoothQuant puts the activation quantizer after its own multiply, inside a pre-hook of the Linear:
 # post_hooks.<scope>/pre_hook__<op with / as ->__<port>[0]/mul/0__0.0
@@ -69,6 +69,14 @@ def quantizer_sites(model: torch.nn.Module, roles: GraphRoles) -> list[Site]:
     return [site_of(roles, name) for name, hook in storage.named_hooks() if isinstance(hook, BaseQuantizer)]
 
 
+def check_half_range(spec: QuantizerSpec, is_weight: bool) -> bool:
+    """Whether ``spec`` asks for NNCF's half-range (7-bit) weight levels here; on an activation it is an error."""
+    if spec.half_range and not is_weight:
+        raise SpecError(f"half_range applies to weights (NNCF's overflow fix), not to an activation quantizer "
+                        f"({spec}): drop it from the activations spec or the rule that sets it")
+    return spec.uses_half_range
+
+
 def build_quantizer(spec: QuantizerSpec, scale_shape: tuple, low: torch.Tensor, high: torch.Tensor,
                     is_weight: bool) -> BaseQuantizer:
     """A standard NNCF quantizer for ``spec`` whose range is ``[low, high]`` (NNCF's own range math)."""
@@ -77,7 +85,7 @@ def build_quantizer(spec: QuantizerSpec, scale_shape: tuple, low: torch.Tensor, 
     config = QuantizerConfig(num_bits=spec.bits, mode=mode, per_channel=spec.per_channel, narrow_range=narrow)
     stats = MinMaxTensorStatistic(min_values=Tensor(low.float()), max_values=Tensor(high.float()))
     group = QuantizerGroup.WEIGHTS if is_weight else QuantizerGroup.ACTIVATIONS
-    params = calculate_quantizer_parameters(stats, config, group)
+    params = calculate_quantizer_parameters(stats, config, group, half_range=check_half_range(spec, is_weight))
     qspec = PTQuantizerSpec.from_config(config, narrow_range=narrow, half_range=False, scale_shape=scale_shape,
                                         logarithm_scale=False, is_quantized_on_export=False)
     quantizer = QUANTIZATION_MODULES.get(mode)(qspec)

@@ -69,12 +69,19 @@ class RangeSpec:
 @dataclass(frozen=True)
 class QuantizerSpec:
     """One quantizer: ``bits`` (4 or 8), ``symmetric`` (False = affine with a zero point),
-    ``per_channel`` (weights only), and the activation ``range`` estimator."""
+    ``per_channel`` (weights only), the activation ``range`` estimator, and ``half_range``.
+
+    ``half_range`` (weights only): NNCF's overflow fix, per quantizer. An 8-bit symmetric weight is rounded
+    to 7 bits of levels and stored as int8 in [-64, 64], so that CPUs without VNNI (AVX2, AVX-512 without
+    VNNI), whose int8 kernels add u8 x s8 products in pairs into 16-bit lanes, cannot saturate. It does
+    nothing at 4 bits or on an affine spec (rules that change the bits keep composing).
+    """
 
     bits: int = 8
     symmetric: bool = True
     per_channel: bool = False
     range: RangeSpec = field(default_factory=RangeSpec)
+    half_range: bool = False
 
     def __post_init__(self):
         if self.bits not in (4, 8):
@@ -84,13 +91,18 @@ class QuantizerSpec:
     def levels(self) -> int:
         return 2 ** self.bits
 
+    @property
+    def uses_half_range(self) -> bool:
+        """``half_range`` where it applies: 8-bit symmetric."""
+        return self.half_range and self.bits == 8 and self.symmetric
+
     def merged(self, overrides: dict, where: str = "spec") -> "QuantizerSpec":
         """A copy with the keys of a JSON object applied (partial specs compose)."""
-        check_keys(overrides, {"bits", "symmetric", "per_channel", "range"}, where)
+        check_keys(overrides, {"bits", "symmetric", "per_channel", "range", "half_range"}, where)
         kw = {}
         if "bits" in overrides:
             kw["bits"] = check_type(overrides["bits"], int, f"{where}.bits")
-        for key in ("symmetric", "per_channel"):
+        for key in ("symmetric", "per_channel", "half_range"):
             if key in overrides:
                 kw[key] = check_type(overrides[key], bool, f"{where}.{key}")
         if "range" in overrides:
@@ -103,10 +115,12 @@ class QuantizerSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["range"] = {k: v for k, v in d["range"].items() if v is not None}
+        if not self.half_range:
+            del d["half_range"]
         return d
 
     def __str__(self) -> str:
         rng = self.range.estimator + (f"({self.range.percentile})" if self.range.percentile else "")
         return (f"{'s' if self.symmetric else 'a'}{self.bits}"
-                f"{'/ch' if self.per_channel else ''} {rng}")
+                f"{'/ch' if self.per_channel else ''}{'/half' if self.uses_half_range else ''} {rng}")
 
