@@ -229,3 +229,24 @@ def test_demo_figures_label_every_variant(tmp_path):
     png = report.scatter(points, tmp_path / "s.png", "ir_mb", "MB", "t", logx=True)
     with Image.open(png) as im:
         im.verify()
+
+
+def test_demo_runs_stock_recipes_on_base_models_and_qmlp_recipes_on_qmlp_models(monkeypatch, tmp_path):
+    from qmlp_nncf import demo
+    from qmlp_nncf.benchmark import accuracy
+
+    asked = []
+
+    def fake_run(cfg):
+        asked.append((tuple(cfg.models), tuple(cfg.recipes)))
+        return {"floats": [{"model": m, "family": "mixer", "top1": 0.9} for m in cfg.models],
+                "rows": [{"model": m, "recipe": r, "mode": "ptq", "seed": 0, "torch_top1": 0.9}
+                         for m in cfg.models for r in cfg.recipes]}
+
+    monkeypatch.setattr(accuracy, "run", fake_run)
+    monkeypatch.setattr(accuracy, "merge", lambda results: {"rows": [r for x in results for r in x["rows"]]})
+    monkeypatch.setattr(accuracy, "markdown", lambda result: "")
+    result = demo.accuracy_table(tmp_path)
+    assert asked == [(("mixer_fmnist", "resmlp_fmnist", "gmlp_fmnist"), ("nncf_transformer_w8a8", "nncf_transformer_w4a4")),
+                     (("qmlp_mixer_fmnist", "qmlp_resmlp_fmnist", "qmlp_gmlp_fmnist"), ("qmlp_w8a8", "qmlp_w4a4"))]
+    assert len(result["rows"]) == 12

@@ -87,6 +87,8 @@ def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: b
         with torch.no_grad(), warnings.catch_warnings():
             # tracing re-runs the model and flags fake-quant rounding differences: expected, not a problem
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # torch 2.x deprecates the jit.trace that ov.convert_model uses: nothing a user can act on
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
             ov_model = ov.convert_model(model, example_input=example, input=[shape])
     except Exception as e:  # OpConversionFailure, tracing errors, shape errors...
         msg = str(e)
