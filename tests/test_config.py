@@ -408,13 +408,14 @@ def test_nncf2_keys_are_mapped_or_listed_once():
         "https://example.com/w.pth", {"num_blocks": 2}, (1, 1, 28, 28), "CPU")
     assert cfg.training == {"workers": 0, "seed": 3, "lr": 0.1, "weight_decay": 1e-4}
     assert cfg.ignored_keys == (
-        "batch_size_val", "log_dir", "print_freq", "disable_compression", "compression.overflow_fix",
+        "batch_size_val", "log_dir", "print_freq", "disable_compression",
         "compression.export_to_onnx_standard_ops", "compression.compression_lr_multiplier", "compression.params",
         "compression.initializer.batchnorm_adaptation", "compression.initializer.precision.dump_init_precision_data",
         "compression.initializer.precision.bits", "compression.weights.logarithm_scale", "input_info.filler",
         "optimizer.type", "optimizer.optimizer_params.momentum")
     assert len(lines) == 1 and lines[0].startswith("config: ignored NNCF 2.x keys: batch_size_val, log_dir, ")
-    assert "compression.overflow_fix (the 7-bit weight workaround" in lines[0]
+    assert "overflow_fix" not in lines[0]  # read: NNCF's 7-bit weight fix becomes half-range weight specs
+    assert cfg.recipe.weights.half_range and cfg.recipe.weights.uses_half_range
     assert "compression.initializer.batchnorm_adaptation (a BatchNorm statistics pass" in lines[0]
     assert cfg.recipe.activations.range == RangeSpec("min_max")  # mixed_min_max: per-tensor activations
     assert cfg.ignored_scope.names == ["blocks/1/linear_tokens/linear/0"] and not cfg.ignored_scope.validate
@@ -597,7 +598,7 @@ def test_nncf2_config_end_to_end_through_quantize(resmlp, calibration, tmp_path,
     path.write_text(NNCF2_RESMLP)
     report = report_of(quantize(resmlp, calibration, config=path, log=lambda m: None))
     err = capsys.readouterr().err  # load_config's note, printed once
-    assert err.count("config: ignored NNCF 2.x keys: multiprocessing_distributed, compression.overflow_fix") == 1
+    assert err.count("config: ignored NNCF 2.x keys: multiprocessing_distributed, compression.initializer.") == 1
     four_bit = {r["hook"] for r in report if r["bits"] == 4}
     assert four_bit == {"pre_hooks.blocks/0/mlp_channels/fc1/linear/0__1.0", "post_hooks.blocks/1/norm1/addcmul/0__0.0",
                         "post_hooks.x__0.0", "pre_hooks.blocks/1/mlp_channels/fc2/linear/0__1.0"}
@@ -610,3 +611,18 @@ def test_nncf2_config_end_to_end_through_quantize(resmlp, calibration, tmp_path,
                                         r"\.scope: regex 'blocks/7/norm1/addcmul/0' matches no op of this model"):
         run(resmlp, calibration,
             precision([4, "MlpMixer/Sequential[blocks]/ResBlock[7]/Affine[norm1]/addcmul_0|OUTPUT"]))
+
+
+def test_overflow_fix_maps_to_half_range_specs_or_to_nncf():
+    def recipe(fix, name="qmlp_w8a8"):
+        return load_config({"compression": {"algorithm": "quantization", "overflow_fix": fix},
+                            "qmlp": {"recipe": name}}, log=lambda m: None).recipe
+
+    assert recipe("enable").weights.half_range and not recipe("disable").weights.half_range
+    first = recipe("first_layer_only")
+    assert not first.weights.half_range
+    assert first.rules[-1].match == frozenset({"weights", "patch_embedding"}) and first.rules[-1].spec == {
+        "half_range": True}
+    assert not recipe("disable", "qmlp_w8a8_overflow_fix").weights.half_range  # the config has the last word
+    stock = recipe("first_layer_only", "nncf_default_w8a8")  # NNCF's own quantizers: NNCF applies it
+    assert stock.nncf.overflow_fix == "first_layer_only" and not stock.weights.half_range

@@ -73,7 +73,7 @@ from typing import Any, Callable, Optional
 import nncf
 
 from .range_tuning import RangeTuning
-from .recipes import PRESETS, Recipe, load_recipe
+from .recipes import OVERFLOW_FIX, PRESETS, Recipe, load_recipe
 from .rules import Rule, rules_from_list
 from .specs import RangeSpec, SpecError, check_keys, check_type
 
@@ -98,9 +98,8 @@ NNCF2_IGNORED_TOP = {
     "test_every_n_epochs", "test_imgs", "test_interval", "to_onnx", "train_anno", "train_imgs", "weighing",
     "world_size"}
 COMPRESSION_KEYS = {"algorithm", "preset", "initializer", "weights", "activations", "scope_overrides",
-                    "ignored_scopes", "validate_scopes", "quantize_inputs", "quantize_outputs"}
-COMPRESSION_IGNORED = {"export_to_onnx_standard_ops", "overflow_fix", "params", "compression_lr_multiplier"}
-OVERFLOW_FIX = ("enable", "disable", "first_layer_only")
+                    "ignored_scopes", "validate_scopes", "quantize_inputs", "quantize_outputs", "overflow_fix"}
+COMPRESSION_IGNORED = {"export_to_onnx_standard_ops", "params", "compression_lr_multiplier"}
 GROUP_KEYS = {"bits", "mode", "per_channel"}
 GROUP_IGNORED = {"logarithm_scale", "validate_scopes"}
 SIGNED = ("forcing the sign is not supported: a symmetric quantizer's sign follows its calibration data "
@@ -121,8 +120,6 @@ TARGET_DEVICES = ("ANY", "CPU", "GPU", "NPU", "CPU_SPR")  # nncf.TargetDevice
 DEVICE_ALIASES = {"VPU": "NPU", "TRIAL": "ANY"}  # NNCF 2.x: VPU was renamed NPU; TRIAL = no HW constraints
 NNCF_OWN = "keeps NNCF's own quantizers (recalibrate: false), so only their 'bits' can change; use a qmlp_* recipe"
 IGNORED_REASONS = {
-    "compression.overflow_fix": "the 7-bit weight workaround for CPUs without VNNI: qmlp_* recipes turn it off, "
-                                "nncf_* baselines keep NNCF 3's default",
     "compression.initializer.batchnorm_adaptation": "a BatchNorm statistics pass of NNCF 2.x's training init; "
                                                     "this PTQ runs fast bias correction instead",
     "compression.export_to_onnx_standard_ops": "export goes to OpenVINO IR",
@@ -813,6 +810,22 @@ def _calibration_size(comp: dict, qmlp: dict) -> Optional[int]:
     return next(iter(sizes.values()), None)
 
 
+def _overflow_fix(recipe: Recipe, fix: Optional[str]) -> Recipe:
+    """NNCF's ``overflow_fix`` (7-bit weight levels for CPUs without VNNI): on NNCF's own quantizers (the nncf_*
+    baselines) NNCF applies it; on a qmlp_* recipe it becomes half-range weight specs (``enable``: every 8-bit
+    weight, ``first_layer_only``: the patch embedding's), ``disable`` their default."""
+    if fix is None:
+        return recipe
+    if not recipe.recalibrate:
+        return replace(recipe, nncf=replace(recipe.nncf, overflow_fix=fix))
+    if fix == "enable":
+        return replace(recipe, weights=replace(recipe.weights, half_range=True))
+    if fix == "first_layer_only":
+        return recipe.with_rules((Rule.from_dict({"match": ["weights", "patch_embedding"],
+                                                  "spec": {"half_range": True}}, "compression.overflow_fix"),))
+    return replace(recipe, weights=replace(recipe.weights, half_range=False))
+
+
 def _apply_compression(recipe: Recipe, comp: dict) -> tuple[Recipe, Optional[nncf.IgnoredScope]]:
     init = comp.get("initializer", {})
     if recipe.weight_compression is not None:
@@ -854,6 +867,7 @@ def _apply_compression(recipe: Recipe, comp: dict) -> tuple[Recipe, Optional[nnc
     recipe = replace(recipe, nncf=nncf_settings,
                      weights=replace(recipe.weights, **weights),
                      activations=replace(recipe.activations, **acts))
+    recipe = _overflow_fix(recipe, comp.get("overflow_fix"))
     if "scope_overrides" in comp:
         recipe = recipe.with_rules(_scope_rules(comp["scope_overrides"], recipe))
     if "precision" in init:

@@ -19,6 +19,7 @@ from .specs import QuantizerSpec, RangeSpec, SpecError, check_keys, check_type
 
 MODEL_TYPES = ("default", "transformer")
 PRESETS = ("performance", "mixed")
+OVERFLOW_FIX = ("enable", "disable", "first_layer_only")  # nncf.OverflowFix values
 COMPRESSION_MODES = ("int4_sym", "int4_asym", "int8_sym", "int8_asym")
 RECIPE_KEYS = {"description", "expects_qmlp", "calibration_size", "nncf", "weights", "activations", "recalibrate",
                "family_rules", "rules", "weight_compression", "range_tuning"}
@@ -36,10 +37,13 @@ class NNCFSettings:
     smooth_quant: bool = False
     fast_bias_correction: bool = True
     range: Optional[RangeSpec] = None  # NNCF's global activation range estimator; None = NNCF's default
+    overflow_fix: Optional[str] = None  # enable | disable | first_layer_only (NNCF's own quantizers); None = NNCF's
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "NNCFSettings":
-        check_keys(d, {"model_type", "preset", "smooth_quant", "fast_bias_correction", "range"}, where)
+        check_keys(d, {"model_type", "preset", "smooth_quant", "fast_bias_correction", "range", "overflow_fix"}, where)
+        if d.get("overflow_fix") not in (None, *OVERFLOW_FIX):
+            raise SpecError(f"{where}.overflow_fix: {d['overflow_fix']!r} unknown; choose one of {list(OVERFLOW_FIX)}")
         kw = dict(d)
         if kw.get("model_type", "default") not in MODEL_TYPES:
             raise SpecError(f"{where}.model_type: {kw['model_type']!r} unknown; choose one of {list(MODEL_TYPES)}")
