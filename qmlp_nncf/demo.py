@@ -59,12 +59,12 @@ OUT = Path("demo")
 def accuracy_table(ir_dir: Path) -> dict:
     from .benchmark import accuracy
 
-    known = {e.name for e in list_entries()}
+    known = {e.name: e for e in list_entries()}
     models = [m for m in DEMO_MODELS if m in known]  # the Q-MLP models exist once fine-tuned into the zoo
     # stock recipes on the base models, Q-MLP recipes on the Q-MLP models: the pairs the figures compare
     # (the stock recipes on Q-MLP models are the slowest PTQ runs and no figure shows them)
-    stock = [r for r in DEMO_RECIPES if r.startswith("nncf_")]
-    qmlp = [m for m in models if m.startswith("qmlp_")]
+    stock = [r for r in DEMO_RECIPES if accuracy.is_baseline(r)]
+    qmlp = [m for m in models if known[m].base]
     runs = [([m for m in models if m not in qmlp], stock), (qmlp, [r for r in DEMO_RECIPES if r not in stock])]
     result = accuracy.merge([accuracy.run(accuracy.AccuracyConfig(models=ms, recipes=rs, limit=DEMO_TEST_IMAGES,
                                                                   ir_dir=str(ir_dir)))

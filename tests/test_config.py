@@ -626,3 +626,11 @@ def test_overflow_fix_maps_to_half_range_specs_or_to_nncf():
     assert not recipe("disable", "qmlp_w8a8_overflow_fix").weights.half_range  # the config has the last word
     stock = recipe("first_layer_only", "nncf_default_w8a8")  # NNCF's own quantizers: NNCF applies it
     assert stock.nncf.overflow_fix == "first_layer_only" and not stock.weights.half_range
+    from nncf.quantization.advanced_parameters import OverflowFix
+
+    from qmlp_nncf.quantization.ptq import _nncf_kwargs
+
+    adv = _nncf_kwargs(stock, None)["advanced_parameters"]  # NNCF's fix beside, not instead of, its other settings
+    assert adv.overflow_fix == OverflowFix.FIRST_LAYER
+    assert adv.activations_quantization_params == _nncf_kwargs(recipe(None, "nncf_default_w8a8"), None)[
+        "advanced_parameters"].activations_quantization_params

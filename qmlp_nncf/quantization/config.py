@@ -73,7 +73,7 @@ from typing import Any, Callable, Optional
 import nncf
 
 from .range_tuning import RangeTuning
-from .recipes import OVERFLOW_FIX, PRESETS, Recipe, load_recipe
+from .recipes import PRESETS, Recipe, check_overflow_fix, load_recipe
 from .rules import Rule, rules_from_list
 from .specs import RangeSpec, SpecError, check_keys, check_type
 
@@ -541,9 +541,7 @@ def _compression(comp: Any, ignored: list) -> dict:
           unsupported={"target_scopes": "quantizing only some scopes is not supported; list the others in "
                                         "ignored_scopes"})
     comp = dict(comp)
-    if "overflow_fix" in comp and comp["overflow_fix"] not in OVERFLOW_FIX:
-        raise SpecError(f"compression.overflow_fix: {comp['overflow_fix']!r} unknown; "
-                        f"choose one of {list(OVERFLOW_FIX)}")
+    check_overflow_fix(comp.get("overflow_fix"), "compression.overflow_fix")
     for key in ("export_to_onnx_standard_ops", "validate_scopes", "quantize_inputs", "quantize_outputs"):
         if key in comp:
             check_type(comp[key], bool, f"compression.{key}")

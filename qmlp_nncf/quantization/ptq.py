@@ -95,10 +95,11 @@ def _nncf_kwargs(recipe: Recipe, ignored_scope: Optional[nncf.IgnoredScope]) -> 
         adv["activations_range_estimator_params"] = _nncf_range(s.range, recipe.activations.symmetric)
     if recipe.recalibrate:  # the post-pass sets modes (and half-range weights); NNCF's only matter for the baselines
         adv["overflow_fix"] = OverflowFix.DISABLE
-    elif s.overflow_fix is not None:
-        adv["overflow_fix"] = OverflowFix(s.overflow_fix)
-    elif s.preset is None:
-        adv["activations_quantization_params"] = QuantizationParameters(mode=QuantizationScheme.SYMMETRIC)
+    else:
+        if s.overflow_fix is not None:
+            adv["overflow_fix"] = OverflowFix(s.overflow_fix)
+        if s.preset is None:
+            adv["activations_quantization_params"] = QuantizationParameters(mode=QuantizationScheme.SYMMETRIC)
     kw = dict(fast_bias_correction=True if s.fast_bias_correction else None,
               advanced_parameters=AdvancedQuantizationParameters(**adv))
     if s.model_type == "transformer":

@@ -28,6 +28,12 @@ RECIPE_KEYS = {"description", "expects_qmlp", "calibration_size", "nncf", "weigh
 NNCF_ESTIMATORS = ("min_max", "mean_min_max", "percentile")  # what NNCF's global settings can express
 
 
+def check_overflow_fix(value, where: str) -> None:
+    """NNCF's ``overflow_fix`` values (None: not given)."""
+    if value not in (None, *OVERFLOW_FIX):
+        raise SpecError(f"{where}: {value!r} unknown; choose one of {list(OVERFLOW_FIX)}")
+
+
 @dataclass(frozen=True)
 class NNCFSettings:
     """Global ``nncf.quantize`` settings: where NNCF places quantizers and how it ranges them."""
@@ -42,8 +48,7 @@ class NNCFSettings:
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "NNCFSettings":
         check_keys(d, {"model_type", "preset", "smooth_quant", "fast_bias_correction", "range", "overflow_fix"}, where)
-        if d.get("overflow_fix") not in (None, *OVERFLOW_FIX):
-            raise SpecError(f"{where}.overflow_fix: {d['overflow_fix']!r} unknown; choose one of {list(OVERFLOW_FIX)}")
+        check_overflow_fix(d.get("overflow_fix"), f"{where}.overflow_fix")
         kw = dict(d)
         if kw.get("model_type", "default") not in MODEL_TYPES:
             raise SpecError(f"{where}.model_type: {kw['model_type']!r} unknown; choose one of {list(MODEL_TYPES)}")
