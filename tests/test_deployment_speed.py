@@ -52,7 +52,9 @@ def test_int4_weights_run_on_int8_kernels_and_stay_4_bit_on_disk(w4a8):
 
 
 def test_int8_kernels_compute_what_the_quantized_model_computes(w4a8):
-    """The int8-kernel IR follows torch fake-quant; the decompression kernels re-quantize activations."""
+    """The int8-kernel IR follows torch fake-quant at least as closely as the decompression kernels: on AVX2 these
+    re-quantize activations dynamically (a larger error); on AMX they keep the static activation quantizers and
+    both IRs compute the same (measured: 2.9e-7 relative to torch for both). What holds on every CPU is ``<=``."""
     from qmlp_nncf.data import FashionMNIST
 
     q, irs = w4a8
@@ -66,7 +68,7 @@ def test_int8_kernels_compute_what_the_quantized_model_computes(w4a8):
         m.reshape([64, 1, 28, 28])
         out = core.compile_model(m, "CPU", F32)(x.numpy())[0]
         err[k] = float(np.abs(out - ref).mean() / np.abs(ref).mean())
-    assert err["int8"] < err["i4"]
+    assert err["int8"] <= err["i4"] * (1 + 1e-6) + 1e-9, err
     assert err["int8"] < 0.05
 
 

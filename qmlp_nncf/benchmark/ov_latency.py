@@ -333,8 +333,9 @@ def _compile(core, src: IRSource, device: str, hint: str, mode: str, batch: int,
 
 
 def add_speedups(rows: list[dict], versus: str = "") -> None:
-    """``speedup_vs_fp32`` (and ``speedup_vs_base_fp32`` for qmlp_* models) from this run's f32 float rows, and
-    ``speedup_vs_ref`` against the ``versus`` recipe's row. A ratio is the median of the per-repeat ratios (each
+    """``speedup_vs_fp32`` (and ``speedup_vs_base_fp32`` for qmlp_* models) from this run's f32 float rows,
+    ``speedup_vs_fp32_bf16`` against the float IR under the bf16 hint (what OpenVINO runs a float IR in by default
+    on CPUs with BF16: the comparison users make there), and ``speedup_vs_ref`` against the ``versus`` recipe's row. A ratio is the median of the per-repeat ratios (each
     repeat measures the two IRs back to back), with their range in ``*_range``."""
     def key(r, model=None, recipe=None, hint=None):
         return model or r["model"], recipe or r["recipe"], hint or r["hint"], r["device"], r["mode"], r["batch"]
@@ -343,6 +344,7 @@ def add_speedups(rows: list[dict], versus: str = "") -> None:
     sizes = {r["model"]: r["ir_mb"] for r in rows if r["recipe"] == FP32}
     for r in rows:
         _set_ratio(r, "speedup_vs_fp32", by.get(key(r, recipe=FP32, hint="f32")))
+        _set_ratio(r, "speedup_vs_fp32_bf16", by.get(key(r, recipe=FP32, hint="bf16")))
         r["size_vs_fp32"] = round(r["ir_mb"] / sizes[r["model"]], 3) if r["model"] in sizes else None
         if r["model"].startswith("qmlp_"):
             _set_ratio(r, "speedup_vs_base_fp32", by.get(key(r, model=r["model"].removeprefix("qmlp_"), recipe=FP32,
@@ -488,23 +490,28 @@ def _exec_devices(compiled) -> list[str]:
 
 # ---------------------------------------------------------------- report
 def markdown(result: dict) -> str:
-    """One line per model x recipe x device x hint: b1 latency, bN throughput, int8 share, speedups (median of
-    the repeats, with their range when there are several)."""
+    """One line per model x recipe x device x hint: b1 latency, bN throughput, int8 share, speedups against the f32
+    float IR, the bf16 float IR (where it was measured) and the ``versus`` recipe (median of the repeats, with their
+    range when there are several)."""
     rows = result["rows"]
     versus = result["config"].get("versus") or ""
     keys = list(dict.fromkeys((r["model"], r["recipe"], r["device"], r["hint"]) for r in rows))
     by = {(r["model"], r["recipe"], r["device"], r["hint"], r["mode"]): r for r in rows}
     batch = next((r["batch"] for r in rows if r["mode"] == "throughput"), "N")
     vs_head = f" vs {versus} b1 | vs {versus} b{batch} |" if versus else ""
+    bf16 = any(r.get("speedup_vs_fp32_bf16") is not None for r in rows)
+    bf16_head = f" vs fp32@bf16 b1 | vs fp32@bf16 b{batch} |" if bf16 else ""
     lines = [f"| model | recipe | device | hint | b1 latency ms (p90) | b{batch} img/s | int8 share | "
-             f"GEMM runtime precisions | speedup b1 | speedup b{batch} |{vs_head} IR MB (vs fp32) |",
-             "|---|---|---|---|---:|---:|---:|---|---:|---:|" + ("---:|---:|" if versus else "") + "---:|"]
+             f"GEMM runtime precisions | speedup b1 | speedup b{batch} |{bf16_head}{vs_head} IR MB (vs fp32) |",
+             "|---|---|---|---|---:|---:|---:|---|---:|---:|" + ("---:|---:|" if bf16 else "")
+             + ("---:|---:|" if versus else "") + "---:|"]
     for key in keys:
         lat, thr = by.get((*key, "latency")), by.get((*key, "throughput"))
         any_row = lat or thr
         share = any_row["int8_share"]
         size = f"{any_row['ir_mb']:.1f}" + (f" ({any_row['size_vs_fp32']:.2f}x)" if any_row["size_vs_fp32"] else "")
-        vs = [_ratio_cell(lat, "speedup_vs_ref"), _ratio_cell(thr, "speedup_vs_ref")] if versus else []
+        vs = [_ratio_cell(lat, "speedup_vs_fp32_bf16"), _ratio_cell(thr, "speedup_vs_fp32_bf16")] if bf16 else []
+        vs += [_ratio_cell(lat, "speedup_vs_ref"), _ratio_cell(thr, "speedup_vs_ref")] if versus else []
         lines.append("| " + " | ".join([
             *key,
             f"{lat['latency_median_ms']:.2f} ({lat['latency_p90_ms']:.2f})" if lat else "-",

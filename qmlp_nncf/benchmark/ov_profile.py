@@ -4,7 +4,8 @@ Each IR is compiled with ``PERF_COUNT=YES`` and the same hints as ``ov_latency``
 B, ...) so that a noisy machine slows them alike, and every layer's time is the median over the rounds of its
 mean ``real_time`` per request (``InferRequest.get_profiling_info``). Layers are also summed by
 (layer type, exec type, runtime precision): the table that says where one IR spends the time the other does
-not.
+not. The census (``census.py``) then counts, per IR, the element-wise / MVN / Concat / Transpose / Split layers
+that run in float and in int8, with their share of the time: what a fusing placement changes, on any CPU.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .census import census_of, markdown as census_markdown
 from .ov_latency import BenchmarkError, HINTS, _compile, ir_source, machine_info, resolve_devices
 
 
@@ -66,8 +68,13 @@ class Profile:
             out[layer.kind][1] += layer.ms
         return {k: (n, ms) for k, (n, ms) in out.items()}
 
+    def census(self) -> dict:
+        """Float and int8 element-wise / MVN / Concat / Transpose / Split layers: counts and time shares."""
+        return census_of((t.layer_type, t.precision, t.ms) for t in self.layers)
+
     def to_dict(self) -> dict:
         return {"ir": self.ir, "label": self.label, "total_ms": round(self.total_ms, 4), "wall_ms": self.wall_ms,
+                "census": self.census(),
                 "by_kind": [{"layer_type": k[0], "exec_type": k[1], "precision": k[2], "layers": n,
                              "ms": round(ms, 4)} for k, (n, ms) in sorted(self.by_kind().items(),
                                                                         key=lambda kv: -kv[1][1])],
@@ -167,6 +174,8 @@ def markdown(result: dict, top: Optional[int] = None) -> str:
     lines.append("| request wall time (median of rounds) | | | "
                  + " | ".join(f"{statistics.median(p.wall_ms):.3f} ({min(p.wall_ms):.2f}-{max(p.wall_ms):.2f})"
                               for p in profiles) + " |" + (" |" if len(profiles) == 2 else ""))
+    lines += ["", "Census (layers that run in float vs int8; time share of the sum of layers):", "",
+              census_markdown([(p.label, p.census()) for p in profiles])]
     for p in profiles:
         lines += ["", f"Top {top} layers of {p.label} ({p.ir}):", "",
                   "| layer | type | exec type | precision | ms |", "|---|---|---|---|---:|"]

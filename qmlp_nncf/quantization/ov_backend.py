@@ -23,7 +23,8 @@ import torch
 
 from .calibration import RangeCollector
 from .recipes import Recipe
-from .respec import Decision, _weight_range, check_half_range
+from .placement import PlacementPlan, plan as placement_plan
+from .respec import Decision, check_half_range, shared_range, vector_weight_spec, weight_range
 from .roles import GraphRoles, Site
 from .rules import resolve
 from .specs import QuantizerSpec, SpecError
@@ -89,7 +90,7 @@ def family_of_graph(roles: GraphRoles) -> str:
     """``mixer`` / ``resmlp`` / ``gmlp`` from the graph: a gating product makes gMLP, an Affine (or no norm at all)
     ResMLP; else MLP-Mixer. Q-MLP's ResMLP uses LayerNorm, the rules of both families apply to it alike."""
     kinds = roles.kinds
-    if any(roles._is_gating_product(n) for n in roles.graph.get_all_nodes()):
+    if any(roles.is_gating_product(n) for n in roles.graph.get_all_nodes()):
         return "gmlp"
     if "affine" in kinds.values():
         return "resmlp"
@@ -201,7 +202,7 @@ def _weight_limits(fq, spec: QuantizerSpec) -> tuple[np.ndarray, np.ndarray]:
     """``(low, high)`` of a weight for ``spec``, shaped to broadcast against it (``respec``'s math)."""
     w = _weight_value(fq)
     axis = _channel_axis(fq, w)
-    _, low, high = _weight_range(torch.from_numpy(np.moveaxis(w, axis, 0).copy()), spec)
+    _, low, high = weight_range(torch.from_numpy(np.moveaxis(w, axis, 0).copy()), spec)
     shape = [1] * w.ndim
     if spec.per_channel:
         shape[axis] = w.shape[axis]
@@ -254,8 +255,33 @@ def _set_bits(fq, bits: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the pass
+def apply_placement(model, plan: PlacementPlan) -> list[tuple[str, ...]]:
+    """Remove and insert the plan's FakeQuantize nodes (placeholders: :func:`respecify` specifies and calibrates
+    them); returns the plan's shared-range groups as FakeQuantize names."""
+    from openvino import opset13 as ops
+
+    by_name = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+    for name in plan.remove:
+        fq = by_name[name]
+        fq.output(0).replace(fq.input_value(0))
+    names = {}
+    for ins in plan.insert:
+        out = by_name[ins.op].output(0)
+        targets = list(out.get_target_inputs())
+        if ins.reader is not None:
+            targets = [t for t in targets if t.get_node().get_friendly_name() == ins.reader
+                       and t.get_index() == ins.port] or targets
+        one, minus = _const(np.array(1.0)), _const(np.array(-1.0))
+        fq = ops.fake_quantize(out, minus, one, minus, one, 256)
+        names[ins] = f"qmlp_placement/{ins.op}" + (f"/{ins.reader}:{ins.port}" if ins.reader else "")
+        fq.set_friendly_name(names[ins])
+        for t in targets:
+            t.replace_source_output(fq.output(0))
+    return plan.shared_names(names)
+
+
 def respecify(model, roles: GraphRoles, rules, defaults: dict[str, QuantizerSpec], items: list[np.ndarray],
-              recalibrate: bool = True) -> list[Decision]:
+              recalibrate: bool = True, shared=()) -> list[Decision]:
     """Apply ``rules`` to every FakeQuantize of the NNCF-quantized ``model`` (in place); see ``respec.respecify``."""
     known = {n.node_name for n in roles.graph.get_all_nodes()}
     fqs = _fake_quantizes(model)
@@ -265,6 +291,11 @@ def respecify(model, roles: GraphRoles, rules, defaults: dict[str, QuantizerSpec
         spec, keep_float = resolve(site, rules, defaults["weights" if site.is_weight else "activations"])
         decisions.append(Decision(site, None if keep_float else spec))
     collectors = _collect(model, decisions, items) if recalibrate else {}
+    calibrated = {name: c.range() for name, c in collectors.items()}
+    for group in shared:
+        members = [n for n in group if n in calibrated]
+        if members:
+            calibrated.update(dict.fromkeys(members, shared_range([calibrated[n] for n in members])))
     for fq, d in zip(fqs, decisions):
         if d.spec is None:
             fq.output(0).replace(fq.input_value(0))
@@ -273,10 +304,11 @@ def respecify(model, roles: GraphRoles, rules, defaults: dict[str, QuantizerSpec
             _set_bits(fq, d.spec.bits)
             continue
         if d.site.is_weight:
+            d.spec = vector_weight_spec(d.spec, _weight_value(fq).ndim)
             low, high = _weight_limits(fq, d.spec)
             _replace_constants(fq, _fq_parameters(d.spec, low, high, True))
         else:
-            d.calibrated = collectors[d.site.hook_name].range()
+            d.calibrated = calibrated[d.site.hook_name]
             params = _fq_parameters(d.spec, np.array(d.calibrated[0]), np.array(d.calibrated[1]), False)
             _replace_constants(fq, params, list(fq.input_value(1).get_shape()))
             d.low = [float(np.asarray(params.input_low.data).reshape(-1)[0])]
@@ -304,8 +336,14 @@ def post_training(model, items: list[torch.Tensor], recipe: Recipe, roles: Graph
     quantized = nncf.quantize(model, nncf.Dataset(seeds), subset_size=len(seeds), **kwargs)
     rules = (family_rules(family) if recipe.family_rules else ()) + recipe.rules
     _check_scopes(rules, roles)
-    decisions = respecify(quantized, roles, rules, {"weights": recipe.weights, "activations": recipe.activations},
-                          arrays, recalibrate=recipe.recalibrate)
+    defaults = {"weights": recipe.weights, "activations": recipe.activations}
+    shared = ()
+    if recipe.recalibrate and recipe.placement.active:
+        known = {n.node_name for n in roles.graph.get_all_nodes()}
+        sites = [fq_site(roles, fq, known) for fq in _fake_quantizes(quantized)]
+        shared = apply_placement(quantized, placement_plan(roles, sites, recipe.placement,
+                                                           lambda s: resolve(s, rules, defaults["activations"])[0].bits))
+    decisions = respecify(quantized, roles, rules, defaults, arrays, recalibrate=recipe.recalibrate, shared=shared)
     compress_quantize_weights_transformation(quantized)
     int4_on_int8_kernels(quantized)  # 4-bit weights on disk, int8 GEMM kernels (as the torch path exports)
     return quantized, decisions

@@ -25,7 +25,7 @@ from nncf.torch.quantization.layers import BaseQuantizer
 from .calibration import MSE_SAMPLE, RangeCollector, quantile_from_top
 from .ptq import _nncf_kwargs
 from .recipes import NNCFSettings, Recipe
-from .respec import (CALIBRATION_BATCH, _weight, _weight_range, build_quantizer, quantizer_high, quantizer_low,
+from .respec import (CALIBRATION_BATCH, site_weight, vector_weight_spec, weight_range, build_quantizer, quantizer_high, quantizer_low,
                      quantizer_sites)
 from .roles import GraphRoles, Site
 from .specs import QuantizerSpec, RangeSpec
@@ -240,10 +240,9 @@ class Probe:
         switch, key = self.switches[site.hook_name], _key(spec)
         if key not in switch.quantizers:
             if site.is_weight:
-                weight = _weight(self.model, self.roles, site)
-                if weight.dim() < 2:  # a norm's gamma: one value per channel is the tensor itself
-                    spec = replace(spec, per_channel=False)
-                shape, low, high = _weight_range(weight, spec)
+                weight = site_weight(self.model, self.roles, site)
+                spec = vector_weight_spec(spec, weight.dim())
+                shape, low, high = weight_range(weight, spec)
             else:
                 lo, hi = self.stats[site.hook_name].range(spec)
                 shape, low, high = (1,), torch.tensor([lo]), torch.tensor([hi])

@@ -23,7 +23,9 @@ from ..models.surgery import model_family
 from .family_rules import family_rules
 from .range_tuning import tune_ranges
 from .recipes import Recipe, _recipe_data, load_recipe
-from .respec import Decision, record_ranges, respecify
+from .placement import plan as placement_plan
+from .respec import Decision, apply_placement, quantizer_sites, record_ranges, respecify
+from .rules import resolve
 from .roles import GraphRoles
 from .specs import RangeSpec, SpecError
 
@@ -286,8 +288,14 @@ def _post_training(model, items, recipe: Recipe, family: str, roles: GraphRoles,
                               **_nncf_kwargs(recipe, ignored_scope))
     rules = (family_rules(family) if recipe.family_rules else ()) + recipe.rules
     _check_scopes(rules, roles)
-    decisions = respecify(quantized, roles, rules, {"weights": recipe.weights, "activations": recipe.activations},
-                          items, recalibrate=recipe.recalibrate)
+    defaults = {"weights": recipe.weights, "activations": recipe.activations}
+    shared = ()
+    if recipe.recalibrate and recipe.placement.active:
+        sites = quantizer_sites(quantized, roles)
+        shared = apply_placement(quantized, roles, placement_plan(
+            roles, sites, recipe.placement, lambda s: resolve(s, rules, defaults["activations"])[0].bits),
+            recipe.activations)
+    decisions = respecify(quantized, roles, rules, defaults, items, recalibrate=recipe.recalibrate, shared=shared)
     tuning = None
     if recipe.range_tuning is not None:
         log(f"{recipe.name}: tuning the quantizer ranges ({recipe.range_tuning.steps} steps on "

@@ -3,7 +3,9 @@
 A recipe names the NNCF global settings (placement mode, preset, SmoothQuant, range estimator),
 the default weight/activation specs, the rules, the calibration size, whether Q-MLP surgery is
 expected, whether the ranges are then tuned (``range_tuning``), and, for weight-only recipes, the
-``nncf.compress_weights`` settings. ``"extends": NAME`` starts from another recipe's keys.
+``nncf.compress_weights`` settings, and the ``placement`` the post-pass moves quantizers to (``"fused"``: where
+OpenVINO folds them into their producers, see ``placement.py``). ``"extends": NAME`` starts from another recipe's
+keys.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
+from .placement import Placement
 from .range_tuning import RangeTuning
 from .rules import Rule, rules_from_list
 from .specs import QuantizerSpec, RangeSpec, SpecError, check_keys, check_type
@@ -22,7 +25,7 @@ PRESETS = ("performance", "mixed")
 OVERFLOW_FIX = ("enable", "disable", "first_layer_only")  # nncf.OverflowFix values
 COMPRESSION_MODES = ("int4_sym", "int4_asym", "int8_sym", "int8_asym")
 RECIPE_KEYS = {"description", "expects_qmlp", "calibration_size", "nncf", "weights", "activations", "recalibrate",
-               "family_rules", "rules", "weight_compression", "range_tuning"}
+               "family_rules", "rules", "weight_compression", "range_tuning", "placement"}
 
 
 NNCF_ESTIMATORS = ("min_max", "mean_min_max", "percentile")  # what NNCF's global settings can express
@@ -97,6 +100,7 @@ class Recipe:
     rules: tuple = ()
     weight_compression: Optional[WeightCompression] = None
     range_tuning: Optional[RangeTuning] = None  # fit the ranges by distillation after calibration
+    placement: Placement = Placement()  # quantizers moved / added where OpenVINO fuses them (placement.py)
 
     @classmethod
     def from_dict(cls, name: str, d: dict, where: Optional[str] = None) -> "Recipe":
@@ -120,6 +124,11 @@ class Recipe:
                                 f"set it under 'weights'")
         if "rules" in d:
             kw["rules"] = rules_from_list(d["rules"], f"{where}.rules")
+        if "placement" in d:
+            kw["placement"] = Placement.from_value(d["placement"], f"{where}.placement")
+            if kw["placement"].active and not kw.get("recalibrate", True):
+                raise SpecError(f"{where}.placement: moving quantizers needs the post-pass to calibrate them; "
+                                f"drop 'placement' or 'recalibrate': false")
         if "weight_compression" in d:
             kw["weight_compression"] = WeightCompression.from_dict(d["weight_compression"],
                                                                    f"{where}.weight_compression")

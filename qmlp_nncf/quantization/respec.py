@@ -9,7 +9,7 @@ and ``ov.convert_model`` turns every quantizer into a FakeQuantize.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Optional
 
 import torch
@@ -22,6 +22,7 @@ from nncf.torch.quantization.layers import (QUANTIZATION_MODULES, AsymmetricQuan
                                             PTQuantizerSpec, get_scale_shape)
 
 from .calibration import RangeCollector, mse_shrink
+from .placement import PlacementPlan
 from .roles import GraphRoles, Site
 from .rules import Rule, resolve
 from .specs import QuantizerSpec, SpecError
@@ -100,13 +101,19 @@ def build_quantizer(spec: QuantizerSpec, scale_shape: tuple, low: torch.Tensor, 
     return quantizer
 
 
-def _weight(model: torch.nn.Module, roles: GraphRoles, site: Site) -> torch.Tensor:
+def site_weight(model: torch.nn.Module, roles: GraphRoles, site: Site) -> torch.Tensor:
     node = roles.graph.get_node_by_name(site.op)
     edge = next(e for e in roles.graph.get_input_edges(node) if e.input_port_id == site.port)
     return model.get_parameter(edge.from_node.node_name).detach()
 
 
-def _weight_range(weight: torch.Tensor, spec: QuantizerSpec) -> tuple[tuple, torch.Tensor, torch.Tensor]:
+def vector_weight_spec(spec: QuantizerSpec, weight_dims: int) -> QuantizerSpec:
+    """A per-channel weight spec on a vector (a LayerNorm's gamma, which NNCF's default mode quantizes per tensor)
+    is per-tensor: a vector has no channel axis to range over."""
+    return replace(spec, per_channel=False) if spec.per_channel and weight_dims < 2 else spec
+
+
+def weight_range(weight: torch.Tensor, spec: QuantizerSpec) -> tuple[tuple, torch.Tensor, torch.Tensor]:
     shape = tuple(get_scale_shape(list(weight.shape), is_weights=True, per_channel=spec.per_channel))
     dims = tuple(range(1, weight.dim())) if spec.per_channel else tuple(range(weight.dim()))
     low, high = weight.amin(dim=dims), weight.amax(dim=dims)
@@ -120,14 +127,39 @@ def _weight_range(weight: torch.Tensor, spec: QuantizerSpec) -> tuple[tuple, tor
     return shape, low.reshape(shape), high.reshape(shape)
 
 
+def apply_placement(model: torch.nn.Module, roles: GraphRoles, plan: PlacementPlan,
+                    placeholder: QuantizerSpec) -> list[tuple[str, ...]]:
+    """Remove and insert the plan's quantizers as NNCF hooks (placeholders: :func:`respecify` specifies and
+    calibrates them); returns the plan's shared-range groups as hook names."""
+    storage = get_hook_storage(model)
+    for name in plan.remove:
+        storage.delete_hook(name)
+    names = {}
+    for ins in plan.insert:
+        node = roles.graph.get_node_by_name(ins.op)
+        if ins.reader is None or len(roles.graph.get_next_nodes(node)) == 1:
+            names[ins] = f"post_hooks.{ins.op}__0.0"
+        else:
+            names[ins] = f"pre_hooks.{ins.reader}__{ins.port}.0"
+        storage.insert_hook_by_name(names[ins], build_quantizer(replace(placeholder, half_range=False), (1,),
+                                                                torch.tensor([-1.0]), torch.tensor([1.0]), False))
+    return plan.shared_names(names)
+
+
+def shared_range(ranges: list[tuple[float, float]]) -> tuple[float, float]:
+    """One range for quantizers that must share it (the union of theirs)."""
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
 @torch.no_grad()
 def respecify(model: torch.nn.Module, roles: GraphRoles, rules: Iterable[Rule], defaults: dict[str, QuantizerSpec],
-              calibration: list[torch.Tensor], recalibrate: bool = True) -> list[Decision]:
+              calibration: list[torch.Tensor], recalibrate: bool = True, shared: Iterable[tuple] = ()) -> list[Decision]:
     """Apply ``rules`` to every quantizer of the NNCF model ``model`` (in place).
 
     ``defaults`` holds the base spec of ``"weights"`` and ``"activations"``. With
     ``recalibrate=False`` (the stock-NNCF baselines) only the bit width changes and NNCF's
     range and mode stay; otherwise each quantizer is rebuilt from its spec and re-calibrated.
+    ``shared``: groups of hook names whose quantizers get one range (``placement``'s Concat inputs).
     """
     rules = list(rules)
     storage = get_hook_storage(model)
@@ -146,13 +178,20 @@ def respecify(model: torch.nn.Module, roles: GraphRoles, rules: Iterable[Rule], 
     if recalibrate:
         activations = [d for d in decisions if d.spec is not None and not d.site.is_weight]
         collectors = _collect(model, storage, hooks, activations, calibration)
+        calibrated = {name: c.range() for name, c in collectors.items()}
+        for group in shared:
+            members = [n for n in group if n in calibrated]
+            if members:
+                calibrated.update(dict.fromkeys(members, shared_range([calibrated[n] for n in members])))
         for d in decisions:
             if d.spec is None:
                 continue
             if d.site.is_weight:
-                shape, low, high = _weight_range(_weight(model, roles, d.site), d.spec)
+                weight = site_weight(model, roles, d.site)
+                d.spec = vector_weight_spec(d.spec, weight.dim())
+                shape, low, high = weight_range(weight, d.spec)
             else:
-                d.calibrated = collectors[d.site.hook_name].range()
+                d.calibrated = calibrated[d.site.hook_name]
                 shape, low, high = (1,), torch.tensor([d.calibrated[0]]), torch.tensor([d.calibrated[1]])
             quantizer = build_quantizer(d.spec, shape, low, high, d.site.is_weight)
             storage.delete_hook(d.site.hook_name)

@@ -14,7 +14,8 @@ node (see ``quantization.openvino``). Each site gets a set of roles; rules match
   and the branch outputs added to it, after ResMLP's layer scale);
 - activations, by producer: ``norm_output`` (LayerNorm, or ResMLP's Affine, the norm that Q-MLP
   turns into LayerNorm; an Affine output also gets ``affine_output``), ``activation_output`` (GELU or a bounded
-  activation), ``spatial_gating_product`` (gMLP's u * v), ``residual_add``.
+  activation), ``spatial_gating_product`` (gMLP's u * v), ``residual_add``, ``token_mixing_output`` (a token
+  group's output, where ``placement`` quantizes the Concat's inputs).
 
 Token mixing is told from channel mixing by topology: a Linear that runs on the transposed
 (B, C, N) layout, i.e. after an odd number of transposes counted from the patch embedding.
@@ -44,14 +45,14 @@ from nncf.torch.graph import operator_metatypes as _pt
 ROLES = ("weights", "token_mixing", "channel_mixing", "spatial_gating", "classifier", "patch_embedding", "norm",
          "token_mixing_input", "channel_mixing_input", "classifier_input", "patch_embedding_input",
          "spatial_gating_input", "residual_add", "norm_output", "affine_output", "activation_output",
-         "spatial_gating_product")
+         "spatial_gating_product", "token_mixing_output")
 
 
 def _table(module, kinds: dict[str, tuple[str, ...]]) -> dict:
     return {getattr(module, name): kind for kind, names in kinds.items() for name in names if hasattr(module, name)}
 
 
-# kinds: matmul, conv, norm, affine, add, mul, swap (a transpose: swaps tokens and channels), layout (any other
+# kinds: matmul, conv, norm, affine, add, mul, concat, swap (a transpose: swaps tokens and channels), layout (any other
 # op that only moves or selects values), activation, mean, const, input, output; other for the rest
 KIND_OF_METATYPE = {
     **_table(_pt, {
@@ -60,6 +61,7 @@ KIND_OF_METATYPE = {
         "norm": ("PTLayerNormMetatype",),
         "add": ("PTAddMetatype",), "mul": ("PTMulMetatype",),
         "swap": ("PTTransposeMetatype",),
+        "concat": ("PTCatMetatype",),
         "layout": ("PTReshapeMetatype", "PTSqueezeMetatype", "PTSplitMetatype", "PTGatherMetatype",
                    "PTDropoutMetatype"),
         "activation": ("PTGELUMetatype", "PTRELUMetatype", "PTRELU6Metatype", "PTHardTanhMetatype",
@@ -73,6 +75,7 @@ KIND_OF_METATYPE = {
         "norm": ("OVMVNMetatype",),
         "add": ("OVAddMetatype",), "mul": ("OVMultiplyMetatype",),
         "swap": ("OVTransposeMetatype",),
+        "concat": ("OVConcatMetatype",),
         "layout": ("OVReshapeMetatype", "OVSqueezeMetatype", "OVUnsqueezeMetatype", "OVSplitMetatype",
                    "OVVariadicSplitMetatype", "OVSliceMetatype", "OVStridedSliceMetatype", "OVGatherMetatype",
                    "OVFakeQuantizeMetatype", "OVFakeConvertMetatype"),
@@ -128,7 +131,7 @@ class GraphRoles:
         self._parity: dict[str, int] = {}
         for node in graph.topological_sort():
             self.kinds[node.node_name] = self._refine(node)
-            inputs = [e.from_node.node_name for e in self._data_inputs(node)]
+            inputs = [e.from_node.node_name for e in self.data_inputs(node)]
             parity = max((self._parity.get(n, 0) for n in inputs), default=0)
             self._parity[node.node_name] = parity ^ (self.kind(node) == "swap") ^ self._transposes_input(node)
         # the patch embedding makes (B, C, H*W); the residual stream (B, N, C) is one transpose away from it.
@@ -152,7 +155,7 @@ class GraphRoles:
             return "const"  # e.g. OpenVINO's Convert of an f16 weight
         if kind not in ("add", "mul"):
             return kind
-        data = self._data_inputs(node)
+        data = self.data_inputs(node)
         if len(data) != 1:
             return kind
         source = self.kind(data[0].from_node)
@@ -173,12 +176,12 @@ class GraphRoles:
         return bool(attributes.get("transpose", False)) if isinstance(attributes, dict) else False
 
     # --------------------------------------------------------------- graph walking
-    def _data_inputs(self, node: NNCFNode):
+    def data_inputs(self, node: NNCFNode):
         return [e for e in self.graph.get_input_edges(node) if self.kinds.get(e.from_node.node_name) != "const"]
 
     def producer(self, node: NNCFNode) -> NNCFNode:
         while self.kind(node) in WALK_THROUGH:
-            inputs = self._data_inputs(node)
+            inputs = self.data_inputs(node)
             if not inputs:
                 break
             node = inputs[0].from_node
@@ -214,16 +217,16 @@ class GraphRoles:
             return "other"
         if any(self.kind(c) in OUTPUT_KINDS for c in self.consumers(node)):
             return "classifier"
-        inp = self._data_inputs(node)
+        inp = self.data_inputs(node)
         parity = (self._parity[inp[0].from_node.node_name] if inp else 0) ^ self._transposes_input(node)
         if parity == self._stem_parity:
             return "channel_mixing"
-        if any(self._is_gating_product(c) for c in self.consumers(node)):
+        if any(self.is_gating_product(c) for c in self.consumers(node)):
             return "spatial_gating"
         return "token_mixing"
 
-    def _is_gating_product(self, node: NNCFNode) -> bool:
-        return self.kind(node) == "mul" and len(self._data_inputs(node)) == 2
+    def is_gating_product(self, node: NNCFNode) -> bool:
+        return self.kind(node) == "mul" and len(self.data_inputs(node)) == 2
 
     # --------------------------------------------------------------- sites
     def _port_edges(self, node: NNCFNode, port: int) -> list:
@@ -255,10 +258,12 @@ class GraphRoles:
                 roles.add("affine_output")
         elif kind == "activation":
             roles.add("activation_output")
-        elif self._is_gating_product(producer):
+        elif self.is_gating_product(producer):
             roles.add("spatial_gating_product")
-        elif kind == "add":
+        elif kind == "add" or kind == "conv":  # the patch embedding's output starts the residual stream
             roles.add("residual_add")
+        elif kind == "matmul" and self.op_role(producer) in ("token_mixing", "spatial_gating"):
+            roles.add("token_mixing_output")
         for c in consumers:
             role = self.op_role(c)
             if role in ("token_mixing", "channel_mixing", "classifier", "patch_embedding"):
@@ -267,7 +272,7 @@ class GraphRoles:
                 roles.add("token_mixing_input")
             elif self.kind(c) == "add":
                 roles.add("residual_add")
-            elif self._is_gating_product(c):
+            elif self.is_gating_product(c):
                 roles.add("spatial_gating_input")
         matmuls = tuple(c.node_name for c in consumers if self.kind(c) in ("matmul", "conv"))
         return Site(name, op.node_name, port, False, frozenset(roles), matmuls)
