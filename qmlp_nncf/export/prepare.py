@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
@@ -73,8 +74,9 @@ def check_recipe(recipe: str) -> None:
     except ImportError as e:
         raise ValueError(f"recipe {recipe!r} needs qmlp_nncf.quantization, which cannot be imported ({e}); "
                          f"only {FP32!r} is available") from e
-    if recipe not in known_recipes():
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(known_recipes())}")
+    if recipe not in known_recipes() and not (recipe.endswith(".json") and Path(recipe).is_file()):
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(known_recipes())}, or give the "
+                         f"path of a recipe .json file")
 
 
 def apply_recipe(model: torch.nn.Module, recipe: str, calibration: Dataset) -> torch.nn.Module:

@@ -24,7 +24,7 @@ import torch
 from .calibration import RangeCollector
 from .recipes import Recipe
 from .placement import PlacementPlan, plan as placement_plan
-from .respec import Decision, check_half_range, shared_range, vector_weight_spec, weight_range
+from .respec import Decision, calibrated_ranges, check_half_range, vector_weight_spec, weight_range
 from .roles import GraphRoles, Site
 from .rules import resolve
 from .specs import QuantizerSpec, SpecError
@@ -291,11 +291,7 @@ def respecify(model, roles: GraphRoles, rules, defaults: dict[str, QuantizerSpec
         spec, keep_float = resolve(site, rules, defaults["weights" if site.is_weight else "activations"])
         decisions.append(Decision(site, None if keep_float else spec))
     collectors = _collect(model, decisions, items) if recalibrate else {}
-    calibrated = {name: c.range() for name, c in collectors.items()}
-    for group in shared:
-        members = [n for n in group if n in calibrated]
-        if members:
-            calibrated.update(dict.fromkeys(members, shared_range([calibrated[n] for n in members])))
+    calibrated = calibrated_ranges(collectors, shared)
     for fq, d in zip(fqs, decisions):
         if d.spec is None:
             fq.output(0).replace(fq.input_value(0))

@@ -146,9 +146,15 @@ def apply_placement(model: torch.nn.Module, roles: GraphRoles, plan: PlacementPl
     return plan.shared_names(names)
 
 
-def shared_range(ranges: list[tuple[float, float]]) -> tuple[float, float]:
-    """One range for quantizers that must share it (the union of theirs)."""
-    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+def calibrated_ranges(collectors: dict, shared: Iterable[tuple] = ()) -> dict[str, tuple[float, float]]:
+    """Each collector's range; the quantizers of a ``shared`` group get one range, the union of theirs."""
+    ranges = {name: c.range() for name, c in collectors.items()}
+    for group in shared:
+        members = [n for n in group if n in ranges]
+        if members:
+            union = (min(ranges[n][0] for n in members), max(ranges[n][1] for n in members))
+            ranges.update(dict.fromkeys(members, union))
+    return ranges
 
 
 @torch.no_grad()
@@ -178,11 +184,7 @@ def respecify(model: torch.nn.Module, roles: GraphRoles, rules: Iterable[Rule], 
     if recalibrate:
         activations = [d for d in decisions if d.spec is not None and not d.site.is_weight]
         collectors = _collect(model, storage, hooks, activations, calibration)
-        calibrated = {name: c.range() for name, c in collectors.items()}
-        for group in shared:
-            members = [n for n in group if n in calibrated]
-            if members:
-                calibrated.update(dict.fromkeys(members, shared_range([calibrated[n] for n in members])))
+        calibrated = calibrated_ranges(collectors, shared)
         for d in decisions:
             if d.spec is None:
                 continue
