@@ -158,3 +158,14 @@ def test_placement_keeps_nncf_checkpoints_round_tripping(zoo_irs):
     x = torch.randn(4, *SHAPE[1:])
     with torch.no_grad():
         assert np.allclose(fresh.eval()(x).numpy(), result.model(x).numpy(), atol=1e-5)
+
+
+def test_export_takes_a_recipe_file(tmp_path):
+    """`qmlp export --recipe FILE.json` and the benchmarks accept what `qmlp quantize --recipe` accepts."""
+    from qmlp_nncf.export.prepare import check_recipe
+
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"extends": "qmlp_w8a8", "placement": "per_op"}))
+    check_recipe(str(path))
+    with pytest.raises(ValueError, match="or give the path of a recipe .json file"):
+        check_recipe(str(tmp_path / "missing.json"))

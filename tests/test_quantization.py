@@ -60,7 +60,7 @@ EXPECTED_DEFAULT_PLACEMENT = {
         "pre_hooks.blocks/0/mlp_channels/gate/proj/linear/0__1.0": {"weights", "spatial_gating"},
         "post_hooks.blocks/0/mlp_channels/gate/norm/layer_norm/0__0.0": {"norm_output", "token_mixing_input"},
         "post_hooks.blocks/0/mlp_channels/gate/mul/0__0.0": {"spatial_gating_product", "channel_mixing_input"},
-        "post_hooks.blocks/0/mlp_channels/gate/proj/linear/0__0.0": {"spatial_gating_input"},
+        "post_hooks.blocks/0/mlp_channels/gate/proj/linear/0__0.0": {"spatial_gating_input", "token_mixing_output"},
         "post_hooks.blocks/0/norm/layer_norm/0__0.0": {"norm_output", "channel_mixing_input"},
     },
 }
