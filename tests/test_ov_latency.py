@@ -109,6 +109,9 @@ def test_int8_capability_is_read_from_the_device():
     (["--model", "gmlp_fmnist", "--vs", "qmlp_w8a8"], "--vs qmlp_w8a8: no --recipe or --ir of that recipe"),
     (["--model", "gmlp_fmnist", "--repeats", "0"], "--repeats must be >= 1"),
     (["--model", "gmlp_fmnist", "--w4-kernels", "fp4"], "unknown --w4-kernels"),
+    # a 224-px RGB model with the default (gray 28-px) data: the fix is other data, not --convert-channels
+    (["--model", "resmlp_12_224", "--recipe", "qmlp_w8a8", "--model-kwargs", "num_classes=10"],
+     "pass --data <ImageFolder root> (its train split calibrates), or --random-calibration for a speed-only run"),
 ])
 def test_bad_input(args, message, capsys):
     assert main([*args, "--quick", "--no-progress"]) == 2

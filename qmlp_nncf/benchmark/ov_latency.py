@@ -265,6 +265,7 @@ def build_sources(models: list[str], recipes: list[str], workdir: Path, cfg: Ben
     """Prepare, quantize and export every model x recipe (plus fp32, plus the base model of a qmlp_*)."""
     from ..export import export_ir
     from ..export.openvino_ir import W4_KERNELS
+    from ..data import DataError
     from ..export.prepare import check_recipe, prepare
     from ..sources import DataSource, ModelSource
 
@@ -282,11 +283,14 @@ def build_sources(models: list[str], recipes: list[str], workdir: Path, cfg: Ben
             source = ModelSource(name, model_kwargs=cfg.model_kwargs)
             try:
                 prepared = prepare(source, recipe, data, cfg.calibration_size, cfg.random_calibration)
-            except ValueError as e:
+            except (ValueError, DataError) as e:
                 if cfg.data or cfg.random_calibration:
                     raise
-                raise BenchmarkError(f"{name} / {recipe}: no calibration data ({e}); pass --data <ImageFolder root> "
-                                     f"(its train split calibrates), or --random-calibration for speed only") from None
+                # the default data (Fashion-MNIST, 28 px gray) does not fit the model: the fix is other data, not
+                # the data error's own hint (e.g. --convert-channels), which suits a model made for that data
+                raise BenchmarkError(f"{name} / {recipe}: the default calibration data (Fashion-MNIST) does not fit "
+                                     f"this model ({str(e).split(':')[0]}); pass --data <ImageFolder root> (its "
+                                     f"train split calibrates), or --random-calibration for a speed-only run") from None
             calibration = prepared.metadata.get("calibration")
             note = "exported on the fly" + (f", calibration {calibration}" if calibration else "")
             for kernels in cfg.w4_kernels:
@@ -639,6 +643,8 @@ def write_json(path: str | Path, result: dict) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
+    from ..data import DataError
+
     args = build_parser().parse_args(argv)
     try:
         if args.json and Path(args.json).is_dir():
@@ -653,7 +659,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                           cross_check=args.cross_check)
         with nncf_output_to_stderr():
             result = benchmark(args.ir, args.model, args.recipe, cfg, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # BenchmarkError, ExportError, DataError...
+    except (ValueError, FileNotFoundError, KeyError, DataError) as e:  # BenchmarkError, ExportError, SpecError...
         print(f"ov_latency: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     print(markdown(result))
