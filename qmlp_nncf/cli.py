@@ -452,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension dynamic")
     x.add_argument("--force", action="store_true", help="replace an existing IR")
     x.add_argument("--w4-kernels", choices=W4_KERNELS, default="int8", help=W4_HELP)
-    x.add_argument("--calibration-size", type=int, default=300, help="calibration images for --recipe")
+    x.add_argument("--calibration-size", type=int, default=0,
+                   help="calibration images for --recipe (default: the recipe's, as qmlp quantize)")
     x.add_argument("--random-calibration", action="store_true",
                    help="calibrate on random images (speed measurements only; labelled so in rt_info)")
     x.add_argument("--evaluate", action="store_true",

@@ -169,3 +169,25 @@ def test_export_takes_a_recipe_file(tmp_path):
     check_recipe(str(path))
     with pytest.raises(ValueError, match="or give the path of a recipe .json file"):
         check_recipe(str(tmp_path / "missing.json"))
+
+
+def test_export_and_quantize_calibrate_alike(tmp_path):
+    """`qmlp export --recipe X` and `qmlp quantize --recipe X` go through one pipeline: the recipe's calibration
+    size, the same train items, the same IR (every FakeQuantize's levels and range)."""
+    import openvino as ov
+
+    from qmlp_nncf.export.pipeline import export_model, quantize_to_dir
+    from qmlp_nncf.quantization.ov_backend import fq_census
+    from qmlp_nncf.quantization.workflow import RecipeChoice
+    from qmlp_nncf.sources import DataSource, ModelSource
+
+    recipe = tmp_path / "small.json"
+    recipe.write_text(json.dumps({"extends": "qmlp_w8a8", "calibration_size": 24}))
+    source, data = ModelSource(name="qmlp_resmlp_fmnist"), DataSource()
+    run = quantize_to_dir(source.load(), data, RecipeChoice.resolve(str(recipe)), tmp_path / "q", limit=50,
+                          log=lambda m: None)
+    exported = export_model(source, str(tmp_path / "x"), recipe=str(recipe), data=data)
+    core = ov.Core()
+    a, b = (fq_census(core.read_model(str(p))) for p in (run.ir, exported.xml))
+    assert a and [(r["levels"], r["low"]) for r in a] == [(r["levels"], r["low"]) for r in b]
+    assert exported.metadata["calibration"].endswith("x24")

@@ -21,7 +21,7 @@ from .prepare import FP32, prepare
 
 
 def export_model(source: ModelSource, out: Optional[str] = None, *, recipe: str = FP32,
-                 data: Optional[DataSource] = None, calibration_size: int = 300, random_calibration: bool = False,
+                 data: Optional[DataSource] = None, calibration_size: int = 0, random_calibration: bool = False,
                  batch: int = 1, dynamic_batch: bool = False, ovms_repo: Optional[str] = None,
                  ovms_name: Optional[str] = None, ovms_version: int = 1, force: bool = False,
                  evaluate: bool = False, limit: int = 0, progress: bool = False,

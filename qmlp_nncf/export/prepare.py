@@ -79,16 +79,6 @@ def check_recipe(recipe: str) -> None:
                          f"path of a recipe .json file")
 
 
-def apply_recipe(model: torch.nn.Module, recipe: str, calibration: Dataset) -> torch.nn.Module:
-    """``model`` itself for ``fp32``, else ``qmlp_nncf.quantization.quantize(model, calibration, recipe)``."""
-    check_recipe(recipe)
-    if recipe == FP32:
-        return model
-    from ..quantization import quantize
-
-    return quantize(model, calibration, recipe=recipe).model
-
-
 def calibration_data(model: torch.nn.Module, size: int, data=None, random: bool = False) -> tuple[Dataset, str]:
     """``size`` train-split images of the data source ``data`` (a ``DataSource``), or, with ``random``,
     reproducible N(0, 1) images; and a description for the metadata."""
@@ -100,10 +90,13 @@ def calibration_data(model: torch.nn.Module, size: int, data=None, random: bool 
     return data.calibration(model, size), f"{data.describe('train')} x{size}"
 
 
-def prepare(source, recipe: str = FP32, data=None, calibration_size: int = 300,
+def prepare(source, recipe: str = FP32, data=None, calibration_size: int = 0,
             random_calibration: bool = False) -> Prepared:
-    """Load ``source`` (a ``sources.ModelSource``) and quantize it with ``recipe``, calibrated on ``data``'s
-    train split (``random_calibration``: random images, for speed measurements only)."""
+    """Load ``source`` (a ``sources.ModelSource``) and quantize it with ``recipe`` (a name, a recipe .json or
+    ``auto:...``) through the pipeline of ``qmlp quantize`` (``workflow.quantize_source``): the same calibration
+    items of ``data``'s train split (the recipe's calibration size unless ``calibration_size`` is given, plus the
+    held-out items of an ``auto:`` search), so ``qmlp export --recipe X`` gives the IR ``qmlp quantize --recipe
+    X`` does. ``random_calibration``: random images, for speed measurements only."""
     from ..sources import DataSource, data_config_of
 
     check_recipe(recipe)
@@ -126,8 +119,18 @@ def prepare(source, recipe: str = FP32, data=None, calibration_size: int = 300,
         info["head"] = "zero-initialised head re-drawn from N(0, 0.02)"
     info["data_config"] = json.dumps(data_config_of(model, data))
     if recipe != FP32:
-        calibration, info["calibration"] = calibration_data(model, calibration_size, data, random_calibration)
+        from ..quantization import quantize
+        from ..quantization.ptq import items_wanted
+        from ..quantization.workflow import RecipeChoice, quantize_source
+
+        choice = RecipeChoice.resolve(recipe)
         if random_calibration:
+            n = items_wanted(choice.recipe, calibration_size or None)
+            calibration, info["calibration"] = calibration_data(model, n, random=True)
             info["calibration_random"] = "true"
-        model = apply_recipe(model, recipe, calibration)
+            result = quantize(model, calibration, choice.recipe, calibration_size=calibration_size or None)
+        else:
+            result = quantize_source(loaded, data, choice, calibration_size)
+            info["calibration"] = f"{data.describe('train')} x{result.calibration_items}"
+        model = result.model
     return Prepared(model.eval(), shape, info)
