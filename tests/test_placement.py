@@ -191,3 +191,14 @@ def test_export_and_quantize_calibrate_alike(tmp_path):
     a, b = (fq_census(core.read_model(str(p))) for p in (run.ir, exported.xml))
     assert a and [(r["levels"], r["low"]) for r in a] == [(r["levels"], r["low"]) for r in b]
     assert exported.metadata["calibration"].endswith("x24")
+
+
+def test_four_bit_qmlp_recipe_on_an_unconverted_model_names_the_alternatives(fmnist_train):
+    """Issue 29: qmlp_w4a4 on a model without Q-MLP blocks is the worst 4-bit choice; the note says what to use."""
+    notes = []
+    quantize(_load("resmlp_fmnist"), _items(fmnist_train, 8), "qmlp_w4a4", log=notes.append)
+    note = next(n for n in notes if n.startswith("note: recipe qmlp_w4a4"))
+    assert "auto:w4a4" in note and "qmlp convert" in note
+    notes.clear()
+    quantize(_load("resmlp_fmnist"), _items(fmnist_train, 8), "qmlp_w4a8", log=notes.append)
+    assert not any("auto:w4a4" in n for n in notes)

@@ -228,8 +228,13 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     recipe = recipe.with_rules(tuple(extra_rules))
     family, is_qmlp = model_family(model)
     if recipe.expects_qmlp and not is_qmlp:
+        four_bit = recipe.activations.bits == 4 or any(  # 4-bit activations: where an unconverted model suffers
+            r.spec.get("bits") == 4 and "weights" not in r.match and r.quantizer_kind != "weights" for r in recipe.rules)
         log(f"note: recipe {recipe.name} is meant for Q-MLP models (LayerNorm, bounded activation, token groups); "
-            f"this {family} model has not been converted (see `qmlp convert`)")
+            f"this {family} model has not been converted (see `qmlp convert`)"
+            + ("; with 4-bit activations an unconverted model loses most with it (4.9-5.2 pt measured): use "
+               "--recipe auto:w4a4 (searched for this model), or `qmlp convert` + `qmlp finetune` first"
+               if four_bit else ""))
 
     tuning = None
     if recipe.weight_compression is not None:
