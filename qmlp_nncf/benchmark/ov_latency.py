@@ -20,13 +20,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .census import INT8
 from .console import nncf_output_to_stderr
 
 DEVICES = ("CPU", "GPU", "AUTO")
 HINTS = ("f32", "bf16")
 GEMM_TYPES = ("FullyConnected", "MatMul")  # the int8_share / i4_share count these
 CENSUS_TYPES = GEMM_TYPES + ("Convolution",)
-INT8_PRECISIONS = ("i8", "u8")  # int8 GEMM kernels
+INT8_PRECISIONS = tuple(sorted(INT8))  # int8 GEMM kernels
 INT4_PRECISIONS = ("i4", "u4")  # 4-bit weights through the weight-decompression kernels
 FP32 = "fp32"
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")

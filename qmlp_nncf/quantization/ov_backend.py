@@ -337,8 +337,7 @@ def post_training(model, items: list[torch.Tensor], recipe: Recipe, roles: Graph
     if recipe.recalibrate and recipe.placement.active:
         known = {n.node_name for n in roles.graph.get_all_nodes()}
         sites = [fq_site(roles, fq, known) for fq in _fake_quantizes(quantized)]
-        shared = apply_placement(quantized, placement_plan(roles, sites, recipe.placement,
-                                                           lambda s: resolve(s, rules, defaults["activations"])[0].bits))
+        shared = apply_placement(quantized, placement_plan(roles, sites, recipe.placement, rules, recipe.activations))
     decisions = respecify(quantized, roles, rules, defaults, arrays, recalibrate=recipe.recalibrate, shared=shared)
     compress_quantize_weights_transformation(quantized)
     int4_on_int8_kernels(quantized)  # 4-bit weights on disk, int8 GEMM kernels (as the torch path exports)

@@ -13,7 +13,7 @@ the torch and the OpenVINO backend:
   it and the token Linears lose their int8 inputs; measured), so this option trades per-group ranges for speed;
   4-bit token inputs, where the per-group range is worth accuracy, can keep their own quantizers.
 - ``residual``: the residual stream, i.e. the patch embedding's output and the outputs of the residual adds
-  (8-bit symmetric min-max by the family rules): the LayerNorms and the next add then read int8.
+  (8-bit symmetric, 99.99th percentile, by the family rules): the LayerNorms and the next add then read int8.
 - ``group_outputs``: the token groups' outputs, one shared range per Concat, so the Concat and the Transpose
   after it run in int8 (a per-input range would leave a per-channel dequantization in front of the Transpose).
 
@@ -27,7 +27,8 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 from .roles import GraphRoles, Site
-from .specs import SpecError, check_keys, check_type
+from .rules import resolve
+from .specs import QuantizerSpec, SpecError, check_keys, check_type
 
 PRESETS = {"per_op": {}, "fused": {"shared_group_input": True, "residual": True, "group_outputs": True}}
 TOKEN_OPS = ("token_mixing", "spatial_gating")
@@ -106,10 +107,10 @@ def _epilogue_end(roles: GraphRoles, node):
         node = following[0]
 
 
-def plan(roles: GraphRoles, sites: list[Site], placement: Placement, bits_of=lambda site: 8) -> PlacementPlan:
-    """What to move and add in a model whose quantizers are ``sites``; ``bits_of(site)`` is the bit width the
-    rules give a site (``shared_group_input`` applies where all of a tensor's groups resolve to
-    ``placement.group_input_bits``)."""
+def plan(roles: GraphRoles, sites: list[Site], placement: Placement, rules=(),
+         activations: QuantizerSpec = QuantizerSpec()) -> PlacementPlan:
+    """What to move and add in a model whose quantizers are ``sites``. ``shared_group_input`` applies where all of a
+    tensor's group inputs resolve (``rules`` over the ``activations`` spec) to ``placement.group_input_bits``."""
     graph = roles.graph
     remove, insert, shared = [], [], []
     quantized_outputs = {s.op: s.hook_name for s in sites if not s.is_weight}
@@ -124,7 +125,7 @@ def plan(roles: GraphRoles, sites: list[Site], placement: Placement, bits_of=lam
             covered = {c for s in members for c in s.consumers}
             if len(members) < 2 or readers != covered or source in quantized_outputs:
                 continue  # the tensor has other readers, or one group: nothing to share
-            if any(bits_of(s) not in placement.group_input_bits for s in members):
+            if any(resolve(s, rules, activations)[0].bits not in placement.group_input_bits for s in members):
                 continue
             remove += [s.hook_name for s in members]
             insert.append(Insertion(source))

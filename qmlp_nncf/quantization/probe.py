@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 import nncf
@@ -25,8 +25,8 @@ from nncf.torch.quantization.layers import BaseQuantizer
 from .calibration import MSE_SAMPLE, RangeCollector, quantile_from_top
 from .ptq import _nncf_kwargs
 from .recipes import NNCFSettings, Recipe
-from .respec import (CALIBRATION_BATCH, site_weight, vector_weight_spec, weight_range, build_quantizer, quantizer_high, quantizer_low,
-                     quantizer_sites)
+from .respec import (CALIBRATION_BATCH, build_quantizer, quantizer_high, quantizer_low, quantizer_sites, site_weight,
+                     vector_weight_spec, weight_range)
 from .roles import GraphRoles, Site
 from .specs import QuantizerSpec, RangeSpec
 

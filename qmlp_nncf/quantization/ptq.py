@@ -25,7 +25,6 @@ from .range_tuning import tune_ranges
 from .recipes import Recipe, _recipe_data, load_recipe
 from .placement import plan as placement_plan
 from .respec import Decision, apply_placement, quantizer_sites, record_ranges, respecify
-from .rules import resolve
 from .roles import GraphRoles
 from .specs import RangeSpec, SpecError
 
@@ -297,9 +296,8 @@ def _post_training(model, items, recipe: Recipe, family: str, roles: GraphRoles,
     shared = ()
     if recipe.recalibrate and recipe.placement.active:
         sites = quantizer_sites(quantized, roles)
-        shared = apply_placement(quantized, roles, placement_plan(
-            roles, sites, recipe.placement, lambda s: resolve(s, rules, defaults["activations"])[0].bits),
-            recipe.activations)
+        shared = apply_placement(quantized, roles, placement_plan(roles, sites, recipe.placement, rules,
+                                                                  recipe.activations), recipe.activations)
     decisions = respecify(quantized, roles, rules, defaults, items, recalibrate=recipe.recalibrate, shared=shared)
     tuning = None
     if recipe.range_tuning is not None:

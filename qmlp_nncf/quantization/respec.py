@@ -141,8 +141,8 @@ def apply_placement(model: torch.nn.Module, roles: GraphRoles, plan: PlacementPl
             names[ins] = f"post_hooks.{ins.op}__0.0"
         else:
             names[ins] = f"pre_hooks.{ins.reader}__{ins.port}.0"
-        storage.insert_hook_by_name(names[ins], build_quantizer(replace(placeholder, half_range=False), (1,),
-                                                                torch.tensor([-1.0]), torch.tensor([1.0]), False))
+        storage.insert_hook_by_name(names[ins], build_quantizer(placeholder, (1,), torch.tensor([-1.0]),
+                                                                torch.tensor([1.0]), False))
     return plan.shared_names(names)
 
 
