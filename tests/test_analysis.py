@@ -163,6 +163,10 @@ def test_analyze_writes_the_report_and_a_recipe_quantize_accepts(tmp_path, sugge
     assert not list(tmp_path.glob(".report.tmp-*"))
     data = json.loads((out / "analysis.json").read_text())
     assert data["compare"]["model"] and data["ranges"]
+    # the channel-mixing inputs' spread before / after reparameterization (a Q-MLP ResMLP has 6 such norms)
+    folded = data["reparameterization"]["folded"]
+    assert len(folded) == 6 and all(f["spread_after"] < f["spread_before"] for f in folded)
+    assert "before and after reparameterization" in html
     if not suggest:
         return
     # the recipe is valid input for qmlp quantize (`--recipe FILE` loads it with load_recipe)

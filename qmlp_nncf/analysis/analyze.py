@@ -19,6 +19,7 @@ import torch
 from ..quantization.auto import AutoResult, search
 from ..quantization.probe import Probe, block_of, site_group
 from ..quantization.ptq import calibration_items, finish_auto
+from ..quantization.reparam import Reparameterization, reparameterize
 from . import report as rpt
 from .sensitivity import Sensitivity, sweep
 
@@ -41,6 +42,7 @@ class Analysis:
     files: dict = field(default_factory=dict)
     seconds: float = 0.0
     float_top1: Optional[float] = None
+    reparameterization: Optional[dict] = None  # quantization.reparam's per-norm spread before / after folding
 
     def to_json(self) -> dict:
         d = {"model": self.model, "seconds": round(self.seconds, 1), "float_top1_heldout": self.float_top1,
@@ -51,6 +53,8 @@ class Analysis:
             d["suggestion"] = {"target": self.suggestion.target, "heldout": self.suggestion.metrics.to_dict(),
                                "recipe": self.suggestion.recipe_json, "seconds": round(self.suggestion.seconds, 1),
                                "evaluations": self.suggestion.evaluations, "complete": self.suggestion.complete}
+        if self.reparameterization is not None:
+            d["reparameterization"] = self.reparameterization
         if self.compare_ranges is not None:
             d["compare"] = {"model": self.compare_model, "ranges": self.compare_ranges}
         return d
@@ -113,6 +117,8 @@ def analyze(model: torch.nn.Module, data, out: Optional[str | Path] = None, *, n
     model = model.eval()
     probe = build_probe(model, data, calibration_size, eval_size, seed, log)
     ranges = site_ranges(probe)
+    calib = calibration_items(data.calibration(model, calibration_size, seed), calibration_size)  # the probe's images
+    folds = reparameterize(model, calib, Reparameterization(), probe.roles)[1].to_dict()
     share = max_minutes / 2 if suggest else max_minutes
     log(f"analyze {name}: sensitivity sweeps (at most {share:g} min)")
     sens = sweep(probe, share, per_site=per_site, log=log)
@@ -120,14 +126,13 @@ def analyze(model: torch.nn.Module, data, out: Optional[str | Path] = None, *, n
     if suggest:
         log(f"analyze {name}: searching the auto:{suggest} recipe (at most {share:g} min)")
         suggestion = search(probe, suggest, share, log)
-        calib = data.calibration(model, calibration_size, seed)  # the probe's calibration images
-        finish_auto(model, calibration_items(calib, calibration_size), suggestion, log)
+        finish_auto(model, calib, suggestion, log)
     compare_ranges = None
     if compare is not None:
         log(f"analyze {name}: range statistics of {compare_name}")
         compare_ranges = site_ranges(build_probe(compare.eval(), data, calibration_size, 0, seed, log))
     result = Analysis(name, ranges, sens, suggestion, compare_ranges, compare_name if compare is not None else None,
-                      float_top1=probe.float_top1)
+                      float_top1=probe.float_top1, reparameterization=folds)
     if suggest_path is not None:
         path = Path(suggest_path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +225,8 @@ def write_analysis(result: Analysis, probe: Probe, out: Path) -> dict:
                                   "4-bit variant); heavy lines: the range. Values outside the range are clipped."]})
     if result.suggestion is not None:
         sections.append(_suggestion_section(result, probe))
+    if result.reparameterization is not None:
+        sections.append(_reparam_section(result.reparameterization))
     sections.append(_range_table(result))
     md, html_path = rpt.write_report(out, f"Quantization analysis: {title}", sections)
     files["md"], files["html"] = md, html_path
@@ -318,6 +325,18 @@ def _suggestion_section(result: Analysis, probe: Probe) -> dict:
                      f"Activations: {n_aff} of {len(acts)} affine; ranges: "
                      + ", ".join(f"{k} x{v}" for k, v in est.most_common()) + ".",
                      "Use it with `qmlp quantize --recipe FILE` (the file given to --suggest-recipe)."]}
+
+
+def _reparam_section(folds: dict) -> dict:
+    table = [["norm", "feeds", "channel spread", "after reparameterization"]]
+    table += [[f["norm"], ", ".join(f["linears"]), _fmt(f["spread_before"]), _fmt(f["spread_after"])]
+              for f in folds["folded"]]
+    table += [[norm, why, "", "not folded"] for norm, why in folds["skipped"].items()]
+    return {"title": "Per-channel spread of the norm outputs, before and after reparameterization", "table": table,
+            "text": ["Channel spread: the largest channel's half-range over the median channel's, on the calibration "
+                     "images. A recipe with \"reparameterize\" folds per-channel scales and shifts of these outputs into "
+                     "the norm and the Linears it feeds (RepQ-ViT), so one per-tensor quantizer serves all channels; "
+                     "the float function is unchanged. Norms read through a transpose (the token branch) cannot fold."]}
 
 
 def _range_table(result: Analysis) -> dict:

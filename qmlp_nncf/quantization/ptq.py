@@ -7,7 +7,7 @@ import re
 import copy
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 import nncf
@@ -21,7 +21,9 @@ from nncf.quantization.range_estimator import (AggregatorType, RangeEstimatorPar
 from ..checkpoint import is_quantized
 from ..models.surgery import model_family
 from .family_rules import family_rules
+from .error_correction import correct_weights
 from .range_tuning import tune_ranges
+from .reparam import reparameterize
 from .recipes import Recipe, _recipe_data, load_recipe
 from .placement import plan as placement_plan
 from .respec import Decision, apply_placement, quantizer_sites, record_ranges, respecify
@@ -146,6 +148,7 @@ class QuantizationResult:
     family: str
     calibration_items: int
     auto: Optional[object] = None  # quantization.auto.AutoResult for recipe="auto:..."
+    corrections: dict = field(default_factory=dict)  # reparameterization / error_correction summaries
 
     @property
     def recipe_name(self) -> str:
@@ -160,6 +163,7 @@ class QuantizationResult:
              "calibration_items": self.calibration_items, "ptq_time_s": round(self.seconds, 2)}
         if self.range_tuning is not None:
             d["range_tuning"] = self.range_tuning
+        d.update(self.corrections)
         if self.auto is not None:
             d["auto"] = {"target": self.auto.target, "kl": self.auto.metrics.kl, "seconds": round(self.auto.seconds, 1),
                          "evaluations": self.auto.evaluations, "complete": self.auto.complete,
@@ -248,7 +252,7 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
                                                         quantized, decisions, search, log, holdout)
         report = [d.to_dict() for d in decisions]
     result = QuantizationResult(quantized.eval(), report, recipe, tuning, time.time() - t0, family, len(items),
-                                search)
+                                search, getattr(quantized, "qmlp_corrections", {}))
     log(f"{recipe.name}: quantized {family} model in {result.seconds:.1f} s ({result.quantizers} quantizers)")
     return result
 
@@ -288,6 +292,11 @@ def _post_training(model, items, recipe: Recipe, family: str, roles: GraphRoles,
     # with recalibrate the post-pass replaces every quantizer and its range from all items; NNCF's own
     # statistics then only drive fast bias correction (and SmoothQuant), for which a seed set is enough
     nncf_items = items[:NNCF_SEED_ITEMS] if recipe.recalibrate else items
+    corrections = {}
+    if recipe.reparameterize is not None:  # function-preserving: the reparameterized model is the float reference
+        model, folds = reparameterize(model, items, recipe.reparameterize, roles)
+        corrections["reparameterization"] = folds.to_dict()
+        log(f"{recipe.name}: reparameterized {len(folds.folds)} norm outputs per channel")
     quantized = nncf.quantize(model, nncf.Dataset(nncf_items), subset_size=len(nncf_items),
                               **_nncf_kwargs(recipe, ignored_scope))
     rules = (family_rules(family) if recipe.family_rules else ()) + recipe.rules
@@ -307,6 +316,9 @@ def _post_training(model, items, recipe: Recipe, family: str, roles: GraphRoles,
         log(f"{recipe.name}: range tuning took KL to the float model {tuning['kl_before']:.4f} -> "
             f"{tuning['kl_after']:.4f} in {tuning['seconds']:.0f} s")
         record_ranges(quantized, decisions)
+    if recipe.error_correction is not None:
+        corrections["error_correction"] = correct_weights(quantized, model, items, roles, recipe.error_correction, log)
+    quantized.qmlp_corrections = corrections
     return quantized, decisions, tuning
 
 

@@ -3,7 +3,8 @@
 A recipe names the NNCF global settings (placement mode, preset, SmoothQuant, range estimator),
 the default weight/activation specs, the rules, the calibration size, whether Q-MLP surgery is
 expected, whether the ranges are then tuned (``range_tuning``), and, for weight-only recipes, the
-``nncf.compress_weights`` settings, and the ``placement`` the post-pass moves quantizers to (``"fused"``: where
+``nncf.compress_weights`` settings, the 4-bit PTQ aids ``reparameterize`` (``reparam.py``) and ``error_correction``
+(``error_correction.py``), and the ``placement`` the post-pass moves quantizers to (``"fused"``: where
 OpenVINO folds them into their producers, see ``placement.py``). ``"extends": NAME`` starts from another recipe's
 keys.
 """
@@ -15,8 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
+from .error_correction import ErrorCorrection
 from .placement import Placement
 from .range_tuning import RangeTuning
+from .reparam import Reparameterization
 from .rules import Rule, rules_from_list
 from .specs import QuantizerSpec, RangeSpec, SpecError, check_keys, check_type
 
@@ -25,7 +28,8 @@ PRESETS = ("performance", "mixed")
 OVERFLOW_FIX = ("enable", "disable", "first_layer_only")  # nncf.OverflowFix values
 COMPRESSION_MODES = ("int4_sym", "int4_asym", "int8_sym", "int8_asym")
 RECIPE_KEYS = {"description", "expects_qmlp", "calibration_size", "nncf", "weights", "activations", "recalibrate",
-               "family_rules", "rules", "weight_compression", "range_tuning", "placement"}
+               "family_rules", "rules", "weight_compression", "range_tuning", "placement", "reparameterize",
+               "error_correction"}
 
 
 NNCF_ESTIMATORS = ("min_max", "mean_min_max", "percentile")  # what NNCF's global settings can express
@@ -101,6 +105,8 @@ class Recipe:
     weight_compression: Optional[WeightCompression] = None
     range_tuning: Optional[RangeTuning] = None  # fit the ranges by distillation after calibration
     placement: Placement = Placement()  # quantizers moved / added where OpenVINO fuses them (placement.py)
+    reparameterize: Optional[Reparameterization] = None  # norm outputs equalised per channel first (reparam.py)
+    error_correction: Optional[ErrorCorrection] = None  # weights re-solved for the quantized inputs (error_correction.py)
 
     @classmethod
     def from_dict(cls, name: str, d: dict, where: Optional[str] = None) -> "Recipe":
@@ -136,6 +142,12 @@ class Recipe:
             kw["range_tuning"] = RangeTuning.from_dict(d["range_tuning"], f"{where}.range_tuning")
             if "weight_compression" in kw:
                 raise SpecError(f"{where}.range_tuning: weight-only compression has no quantizer ranges to tune")
+        for key, knob in (("reparameterize", Reparameterization), ("error_correction", ErrorCorrection)):
+            if d.get(key) is not None:
+                kw[key] = knob.from_value(d[key], f"{where}.{key}")
+                if kw[key] is not None and "weight_compression" in kw:
+                    raise SpecError(f"{where}.{key}: applies to quantizers (weights and activations), not to weight-only "
+                                    f"compression; drop it or 'weight_compression'")
         return cls(**kw)
 
     def with_rules(self, extra: tuple[Rule, ...]) -> "Recipe":
