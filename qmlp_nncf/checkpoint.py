@@ -10,7 +10,6 @@ carries them on.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +18,7 @@ import timm
 import torch
 
 from . import models  # noqa: F401  (registers our models with timm)
+from .atomic import write_atomic
 
 
 class CheckpointError(RuntimeError):
@@ -27,11 +27,7 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write atomically: a crash never leaves a half-written checkpoint behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

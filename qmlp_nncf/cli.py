@@ -188,7 +188,7 @@ def cmd_eval(args) -> dict:
 
 # ---------------------------------------------------------------- quantize / qat
 def cmd_quantize(args) -> dict:
-    from .export.pipeline import quantize_to_dir
+    from .pipeline import quantize_to_dir
     from .quantization.workflow import RecipeChoice
 
     if args.list_recipes:
@@ -210,7 +210,7 @@ def cmd_quantize(args) -> dict:
     if cfg is not None:
         _from_config(args, cfg)
     if args.ir:
-        from .export.pipeline import quantize_ir_to_dir
+        from .pipeline import quantize_ir_to_dir
 
         return quantize_ir_to_dir(args.ir, data_source(args), choice, args.out, calibration_size=args.calibration_size,
                                   limit=args.limit, force=args.force, progress=not args.json).to_json()

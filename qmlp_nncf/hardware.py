@@ -60,3 +60,8 @@ def cpu_capabilities() -> CpuCapabilities:
     except Exception:  # noqa: BLE001 - capabilities are best effort
         caps = ()
     return CpuCapabilities(frozenset(flags), caps)
+
+
+def int8_note(quantized: bool) -> str:
+    """The note for users of this CPU's int8 kernels when a model is ``quantized`` ('' otherwise, or on VNNI)."""
+    return cpu_capabilities().int8_note() if quantized else ""

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from qmlp_nncf.checkpoint import load_model, save_checkpoint
-from qmlp_nncf.models import family_of
+from qmlp_nncf.models import family_of_name
 from qmlp_nncf.models.qmlp_blocks import Clip, LearnableClip
 from qmlp_nncf.models.surgery import expand_state_dict, to_qmlp
 
@@ -53,7 +53,7 @@ def test_token_groups_alone_compute_the_same_function(name, groups, images):
     base = randomized(name)
     model = copy.deepcopy(base)
     report = to_qmlp(model, layernorm=False, activation=None, token_groups=groups)
-    assert report.exact and report.family == family_of(name)
+    assert report.exact and report.family == family_of_name(name)
     with torch.no_grad():
         assert base(images).abs().max() > 1  # a live head: the check means something
     assert max_diff(model, base, images) < 1e-5
@@ -126,7 +126,7 @@ def test_every_registered_variant_builds(name):
     shape = (1, 1, 28, 28) if name.endswith("fmnist") else (1, 3, 224, 224)
     with torch.no_grad():
         assert model(torch.randn(shape)).shape[-1] == (10 if name.endswith("fmnist") else 1000)
-    assert family_of(name) == family_of(name.removeprefix("qmlp_"))
+    assert family_of_name(name) == family_of_name(name.removeprefix("qmlp_"))
     assert not any(isinstance(m, nn.GELU) for m in model.modules())
     if name.endswith("fmnist"):
         assert model.pretrained_cfg["file"].endswith(f"zoo/checkpoints/{name}.pth")

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..atomic import staged_folder, write_json_atomic
 from ..quantization.auto import AutoResult, search
 from ..quantization.probe import Probe, block_of, site_group
 from ..quantization.ptq import calibration_items, finish_auto
@@ -134,16 +135,9 @@ def analyze(model: torch.nn.Module, data, out: Optional[str | Path] = None, *, n
     result = Analysis(name, ranges, sens, suggestion, compare_ranges, compare_name if compare is not None else None,
                       float_top1=probe.float_top1, reparameterization=folds)
     if suggest_path is not None:
-        path = Path(suggest_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(suggestion.recipe_json, indent=2) + "\n")
-        tmp.replace(path)
-        result.files["recipe"] = path
+        result.files["recipe"] = write_json_atomic(suggest_path, suggestion.recipe_json)
     result.seconds = time.time() - t0
     if out is not None:
-        from ..export.openvino_ir import staged_folder
-
         target = Path(out)
         with staged_folder(target) as tmp:
             files = write_analysis(result, probe, tmp)

@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from ..atomic import write_json_atomic
 from .console import nncf_output_to_stderr
-from .ov_latency import machine_info, write_json
+from .ov_latency import machine_info
 
 KEYS = ("max_abs", "p99.99")
 
@@ -167,5 +168,5 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     print(markdown(result))
     if args.json:
-        write_json(args.json, result)
+        write_json_atomic(args.json, result, indent=1)
     return 0

@@ -14,8 +14,8 @@ from typing import Optional
 
 import torch
 
+from ..atomic import write_json_atomic
 from .console import nncf_output_to_stderr
-from .ov_latency import write_json
 
 
 BACKENDS = ("torch", "openvino")
@@ -101,5 +101,5 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     print(markdown(rows))
     if args.json:
-        write_json(args.json, {"rows": rows})
+        write_json_atomic(args.json, {"rows": rows}, indent=1)
     return 0

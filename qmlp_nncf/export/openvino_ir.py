@@ -7,11 +7,8 @@ leaves nothing behind and a reader never sees a half-written model.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -20,6 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import torch
+
+from ..atomic import staged_folder
 
 RT_INFO_KEY = "qmlp_nncf"
 XML_NAME = "model.xml"
@@ -196,27 +195,6 @@ def target_dir(out_dir: str | Path, ovms_name: Optional[str] = None, ovms_versio
     if ovms_version < 1:
         raise ExportError(f"OVMS versions are positive integers, got {ovms_version}")
     return out_dir / ovms_name / str(ovms_version)
-
-
-@contextlib.contextmanager
-def staged_folder(target: Path):
-    """Build a folder atomically: yields a temporary folder next to ``target``; when the block succeeds it
-    replaces ``target`` (an existing one is moved aside, then dropped), when it fails it is removed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the folder should read like any other
-    try:
-        yield tmp
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            target.rename(old / "x")
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def check_target(target: Path, force: bool) -> Path:

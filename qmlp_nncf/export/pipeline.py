@@ -1,22 +1,15 @@
-"""Model source (+ recipe, calibrated on a data source) -> OpenVINO IR folder or OVMS repository
-(``qmlp export``), optionally with the IR's accuracy and torch agreement on the val split; and
-``quantize_to_dir`` (``qmlp quantize``): PTQ, val top-1, ``quantized.pth`` and ``ir/`` in one folder,
-all or nothing."""
+"""Model source (+ recipe, calibrated on a data source through the quantize pipeline of ``qmlp quantize``,
+``quantization.workflow.quantize_source``) -> OpenVINO IR folder or OVMS repository (``qmlp export``),
+optionally with the IR's accuracy and torch agreement on the val split."""
 from __future__ import annotations
 
-import json
 import sys
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
-from ..quantization.ptq import QuantizationResult, quantize
-from ..quantization.workflow import RecipeChoice, quantize_source
-from ..sources import DataSource, LoadedModel, ModelSource, data_config_of, subset
+from ..hardware import int8_note
+from ..sources import DataSource, ModelSource, subset
 from .evaluate import torch_ir_agreement
-from .openvino_ir import (ExportError, ExportResult, check_target, check_w4_kernels, export_ir, staged_folder,
-                          target_dir)
+from .openvino_ir import ExportError, ExportResult, check_target, check_w4_kernels, export_ir, target_dir
 from .prepare import FP32, prepare
 
 
@@ -39,7 +32,9 @@ def export_model(source: ModelSource, out: Optional[str] = None, *, recipe: str 
         raise ExportError("--evaluate needs real data; it cannot go with --random-calibration")
     check_target(target_dir(ovms_repo or out, ovms_name, ovms_version), force)
     check_w4_kernels(w4_kernels)
-    _int8_note(recipe != FP32 or bool(source.checkpoint))
+    note = int8_note(recipe != FP32 or bool(source.checkpoint))
+    if note:
+        _log(note)
     data = data or DataSource()
     prepared = prepare(source, recipe, data, calibration_size, random_calibration)
 
@@ -60,127 +55,3 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _int8_note(quantized: bool) -> None:
-    from ..hardware import cpu_capabilities
-
-    note = cpu_capabilities().int8_note() if quantized else ""
-    if note:
-        _log(note)
-
-
-@dataclass
-class QuantizeRun:
-    """What ``qmlp quantize`` produced."""
-
-    result: QuantizationResult
-    top1: float
-    n: int
-    checkpoint: Optional[Path]  # None for an IR quantized on the OpenVINO backend (quantize_ir_to_dir)
-    ir: Optional[Path] = None
-    ir_mb: Optional[float] = None
-    extra: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        d = {"top1": self.top1, "n": self.n, **self.result.summary(), **self.extra}
-        if self.checkpoint is not None:
-            d["checkpoint"] = str(self.checkpoint)
-        if self.ir is not None:
-            d.update(ir=str(self.ir), ir_mb=self.ir_mb)
-        return d
-
-
-def _check_out(out: str | Path, force: bool) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise ValueError(f"{out} is not empty; pass --force to overwrite")
-    return out
-
-
-def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice, out: str | Path, *,
-                    calibration_size: int = 0, limit: int = 0, export: bool = True, force: bool = False,
-                    batch_size: int = 256, seed: int = 0, progress: bool = False, w4_kernels: str = "int8",
-                    log=_log) -> QuantizeRun:
-    """Quantize, evaluate on val, write ``quantized.pth`` (+ ``ir/model.xml``) to ``out`` atomically."""
-    from ..checkpoint import quantized_payload, save_checkpoint
-    from ..evaluation import evaluate
-
-    out = _check_out(out, force)
-    check_w4_kernels(w4_kernels)
-    val = subset(data.dataset("val", loaded.model), limit)  # fail on bad data before the slow part
-    result = quantize_source(loaded, data, choice, calibration_size, seed, log)
-    if export:
-        _int8_note(result.recipe.weight_compression is None)
-    metrics = evaluate(result.model, val, batch_size=batch_size, progress=progress)
-    source = loaded.source.describe()
-    payload = {"state_dict": result.model.state_dict(), "arch": loaded.arch,
-               "model_kwargs": loaded.meta.get("model_kwargs", {}), "recipe": result.recipe.name,
-               "report": result.report, "top1": metrics["top1"], "test_images": metrics["n"],
-               "float_top1": loaded.meta.get("top1"), "source": loaded.source.checkpoint or loaded.arch,
-               "model_source": loaded.source.to_json(), "data": data.to_json(),
-               **{k: loaded.meta[k] for k in ("qmlp_surgery", "base") if k in loaded.meta},
-               **quantized_payload(result.model)}
-    with staged_folder(out) as tmp:
-        save_checkpoint(tmp / "quantized.pth", payload)
-        if result.auto is not None:  # the searched recipe, reusable with --recipe FILE
-            (tmp / "recipe.json").write_text(json.dumps(result.auto.recipe_json, indent=2) + "\n")
-        run = QuantizeRun(result, metrics["top1"], metrics["n"], out / "quantized.pth",
-                          extra={"model": loaded.arch, "float_top1": loaded.meta.get("top1"),
-                                 "data": data.describe("val"), "calibration": data.describe("train")})
-        if export:
-            shape = (1, *data.input_size(loaded.model))
-            ir = export_ir(result.model, tmp / "ir", shape, metadata={
-                "recipe": result.recipe.name, "source_checkpoint": source, "torch_top1": metrics["top1"],
-                "test_images": metrics["n"], "evaluation_data": data.describe("val"),
-                "calibration": f"{data.describe('train')} x{result.calibration_items}",
-                "data_config": json.dumps(data_config_of(loaded.model, data))}, w4_kernels=w4_kernels)
-            run.ir, run.ir_mb = out / "ir" / ir.xml.name, round(ir.bin.stat().st_size / 2**20, 3)
-    log(f"wrote {out}")
-    return run
-
-
-def quantize_ir_to_dir(ir: str | Path, data: DataSource, choice: RecipeChoice, out: str | Path, *,
-                       calibration_size: int = 0, limit: int = 0, force: bool = False, batch_size: int = 100,
-                       seed: int = 0, progress: bool = False, log=_log) -> QuantizeRun:
-    """``qmlp quantize --ir``: quantize a float OpenVINO IR on NNCF's OpenVINO backend with the recipe's rules,
-    evaluate the quantized IR on val, write ``ir/model.xml`` (rt_info metadata as ``export_ir`` writes it) and
-    ``report.json`` (one row per FakeQuantize) to ``out``, all or nothing."""
-    import openvino as ov
-
-    from ..quantization.ov_backend import image_input, read_ir
-    from ..sources import ModelInfo
-    from .evaluate import ir_top1
-    from .openvino_ir import XML_NAME, read_metadata, set_metadata, versions
-
-    out = _check_out(out, force)
-    model = read_ir(ir)
-    image_input(model)
-    source_meta = read_metadata(model)
-    info = ModelInfo.of_ir(model, source_meta)
-    shape = getattr(choice.config, "input_shape", None)
-    if shape is not None and tuple(shape[-3:]) != info.input_size:
-        raise ValueError(f"config input_info.sample_size {list(shape)} does not fit the IR, which takes "
-                         f"1x{'x'.join(map(str, info.input_size))}: fix input_info or give the matching IR")
-    val = subset(data.dataset("val", info), limit)  # fail on bad data before the slow part
-    size = calibration_size or getattr(choice.recipe, "calibration_size", 300)
-    calib = data.calibration(info, size, seed)
-    _int8_note(getattr(choice.recipe, "weight_compression", None) is None)
-    result = quantize(model, calib, choice.recipe, ignored_scope=choice.ignored_scope, log=log)
-    metrics = ir_top1(result.model, val, batch_size=batch_size, progress=progress)
-    meta = {"input_shape": [1, *info.input_size], "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            **versions(), "recipe": result.recipe.name, "backend": "openvino", "source_ir": str(ir),
-            "ir_top1": metrics["top1"], "test_images": metrics["n"], "evaluation_data": data.describe("val"),
-            "calibration": f"{data.describe('train')} x{result.calibration_items}",
-            "data_config": json.dumps(data_config_of(info, data))}
-    set_metadata(result.model, meta)
-    with staged_folder(out) as tmp:
-        (tmp / "ir").mkdir()
-        ov.save_model(result.model, str(tmp / "ir" / XML_NAME), compress_to_fp16=False)
-        (tmp / "report.json").write_text(json.dumps({**result.summary(), "quantizers": result.report}, indent=1))
-        mb = round((tmp / "ir" / XML_NAME).with_suffix(".bin").stat().st_size / 2**20, 3)
-    run = QuantizeRun(result, metrics["top1"], metrics["n"], None, out / "ir" / XML_NAME, mb,
-                      extra={"ir_source": str(ir), "backend": "openvino", "data": data.describe("val"),
-                             "calibration": data.describe("train")})
-    log(f"wrote {out}")
-    return run

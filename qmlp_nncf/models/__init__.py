@@ -5,7 +5,7 @@ from . import qmlp  # noqa: F401  (registers the Q-MLP variants)
 FAMILY_PREFIXES = {"mixer": "mixer", "resmlp": "resmlp", "gmlp": "gmlp"}
 
 
-def family_of(name: str) -> str:
+def family_of_name(name: str) -> str:
     """``mixer``, ``resmlp`` or ``gmlp`` from a timm model name (``qmlp_`` prefix allowed)."""
     stem = name.removeprefix("qmlp_")
     for prefix, family in FAMILY_PREFIXES.items():

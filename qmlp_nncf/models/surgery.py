@@ -84,7 +84,7 @@ class ConversionReport:
         return asdict(self)
 
 
-def model_family(model: nn.Module) -> tuple[str, bool]:
+def family_of_module(model: nn.Module) -> tuple[str, bool]:
     """``(family, is_qmlp)``: ``mixer``/``resmlp``/``gmlp`` from the block types of a timm ``MlpMixer``."""
     if not isinstance(model, MlpMixer):
         raise ValueError(f"expected a timm MlpMixer model (MLP-Mixer, ResMLP, gMLP), got {type(model).__name__}")
@@ -95,14 +95,6 @@ def model_family(model: nn.Module) -> tuple[str, bool]:
         raise ValueError(f"unsupported MlpMixer blocks {sorted(k.__name__ for k in kinds)}: expected only "
                          f"{', '.join(b.__name__ for b in lookup)} (one family per model)")
     return families.pop(), any(k in MULTI_TOKEN_BLOCKS.values() for k in kinds)
-
-
-def family_of_model(model: nn.Module) -> str:
-    """The family of a base (not yet converted) model; to_qmlp's entry check."""
-    family, is_qmlp = model_family(model)
-    if is_qmlp:
-        raise ValueError("the model is already a Q-MLP model (it has multi token-mixing blocks)")
-    return family
 
 
 def _ratio(hidden: int, dim: int) -> float:
@@ -187,7 +179,9 @@ def to_qmlp(model: MlpMixer, layernorm: bool = True, activation: Optional[str] =
     first to keep the original. Returns a report of what changed.
     """
     cfg = QmlpConfig(layernorm=layernorm, activation=activation, token_groups=token_groups, clip=clip)
-    family = family_of_model(model)
+    family, is_qmlp = family_of_module(model)
+    if is_qmlp:
+        raise ValueError("the model is already a Q-MLP model (it has multi token-mixing blocks)")
     seq_len = model.stem.num_patches
     report = ConversionReport(family=family, blocks=len(model.blocks), token_groups=cfg.token_groups,
                               activation=cfg.activation, params_before=_params(model))

@@ -19,7 +19,7 @@ from nncf.quantization.range_estimator import (AggregatorType, RangeEstimatorPar
                                                StatisticsCollectorParameters, StatisticsType)
 
 from ..checkpoint import is_quantized
-from ..models.surgery import model_family
+from ..models.surgery import family_of_module as model_family
 from .family_rules import family_rules
 from .error_correction import correct_weights
 from .range_tuning import tune_ranges

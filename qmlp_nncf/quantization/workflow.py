@@ -1,6 +1,7 @@
 """PTQ from a model source and a data source: the recipe or NNCF-style config, checked against the model,
-calibrated on the data source's train split (``qmlp quantize``; ``export.pipeline.quantize_to_dir``
-adds the evaluation, the checkpoint and the IR)."""
+calibrated on the data source's train split: the one quantize pipeline of ``qmlp quantize`` (where
+``qmlp_nncf.pipeline.quantize_to_dir`` adds the evaluation, the checkpoint and the IR), ``qmlp export --recipe``
+and the benchmarks."""
 from __future__ import annotations
 
 import sys

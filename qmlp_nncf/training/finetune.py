@@ -27,7 +27,7 @@ def teacher_source(converted: dict, teacher: Optional[str]) -> dict | str:
 def finetune_config(converted_path: str, out: str, teacher: Optional[str] = None,
                     data: DataSource = DataSource(), **options) -> TrainConfig:
     """The TrainConfig of ``qmlp finetune``: init = the converted checkpoint, teacher = its base."""
-    from ..models import family_of
+    from ..models import family_of_name
 
     converted = read_checkpoint(converted_path)
     name = converted.get("arch", "")
@@ -35,7 +35,7 @@ def finetune_config(converted_path: str, out: str, teacher: Optional[str] = None
         raise ValueError(f"{converted_path} is not a Q-MLP checkpoint (arch {name!r}); make one with `qmlp convert`")
     t = teacher_source(converted, teacher)
     t_arch = ModelSource.from_json(t).name if isinstance(t, dict) else read_checkpoint(t).get("arch")
-    if t_arch and family_of(t_arch) != family_of(name):
+    if t_arch and family_of_name(t_arch) != family_of_name(name):
         raise ValueError(f"teacher {t_arch!r} is not of the same family as {name!r}")
     return TrainConfig(model=name, out=out, init_from=converted_path, teacher=t, data=data.to_json(),
                        data_dir=data.data_dir, **options)

@@ -124,10 +124,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, model: Optional[tor
             model_kwargs = dict(cfg.model_kwargs)
             model = ModelSource(cfg.model, pretrained_file=cfg.pretrained_file, model_kwargs=model_kwargs).load().model
             if cfg.grow_from:
-                from ..models import family_of
+                from ..models import family_of_name
                 from ..models.depth import grow_model
 
-                grow_model(model, load_model(cfg.grow_from)[0], family_of(cfg.model))
+                grow_model(model, load_model(cfg.grow_from)[0], family_of_name(cfg.model))
     train_set = source.dataset("train", model, train_transform=True)
     test_set = source.dataset("val", model)
     if cfg.train_subset:

@@ -34,7 +34,7 @@ def release(name: str, run_checkpoint: str | Path, result: dict, command: str, b
             extra: Optional[dict] = None):
     """``zoo.publish`` of a run's ``model.pth`` with its top-1 curve in ``extra``; float16 storage above
     ``HALF_ABOVE_MB``. Returns the zoo entry."""
-    from ..models import family_of
+    from ..models import family_of_name
     from ..zoo import publish
 
     run_checkpoint = Path(run_checkpoint)
@@ -46,4 +46,4 @@ def release(name: str, run_checkpoint: str | Path, result: dict, command: str, b
         result = dict(result, top1=written["top1"])
         extra |= {"stored_dtype": "float16", "top1_float32": written.get("top1_float32")}
         run_checkpoint = half
-    return publish(name, family_of(name), run_checkpoint, result, command, base=base, extra=extra)
+    return publish(name, family_of_name(name), run_checkpoint, result, command, base=base, extra=extra)

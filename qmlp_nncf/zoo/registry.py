@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from ..atomic import write_atomic, write_json_atomic
 
 ZOO_DIR = Path(__file__).resolve().parent
 INDEX = ZOO_DIR / "zoo.json"
@@ -59,19 +60,14 @@ def record_entry(entry: ZooEntry) -> None:
         raise ValueError(f"family must be one of {FAMILIES}, got {entry.family!r}")
     models = [e for e in _read() if e["name"] != entry.name] + [asdict(entry)]
     models.sort(key=lambda e: (e.get("base") is not None, e["name"]))
-    tmp = INDEX.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"models": models}, indent=2) + "\n")
-    os.replace(tmp, INDEX)
+    write_json_atomic(INDEX, {"models": models})
 
 
 def publish(name: str, family: str, run_checkpoint: str | Path, result: dict, command: str,
             base: Optional[str] = None, extra: Optional[dict] = None) -> ZooEntry:
     """Copy a release checkpoint (``model.pth`` of a run) into the zoo and record its entry."""
     dest = checkpoint_path(name)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.copyfile(run_checkpoint, tmp)
-    os.replace(tmp, dest)
+    write_atomic(dest, lambda tmp: shutil.copyfile(run_checkpoint, tmp))
     entry = ZooEntry(name=name, family=family, params=result["params"], top1=result["top1"],
                      epochs=result["epoch"], train_time_s=result["train_time_s"], command=command, base=base,
                      extra=dict(extra or {}))

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, replace
 
 from .models import AccuracyError, BenchModel, Log, check_recipes, load_float, stderr_log, test_set
-from .runner import AccuracyConfig, _round
+from .runner import AccuracyConfig, rounded
 
 
 def describe_rule(rule) -> str:
@@ -72,5 +72,5 @@ def ablate(model: BenchModel, recipe_name: str, cfg: AccuracyConfig, log: Log = 
         r["change_vs_full_pt"] = 100 * (r["top1"] - rows[0]["top1"])
         r["quantizers_changed"] = sum(spec.get(h) != specs[0].get(h) for h in spec.keys() | specs[0].keys())
     return {"config": asdict(cfg), "model": model.name, "recipe": recipe_name, "float_top1": float_top1,
-            "n": len(test), "calibration_size": size, "rows": [{k: _round(v) for k, v in r.items()} for r in rows]}
+            "n": len(test), "calibration_size": size, "rows": [{k: rounded(v) for k, v in r.items()} for r in rows]}
 

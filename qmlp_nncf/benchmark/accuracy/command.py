@@ -9,9 +9,9 @@ from typing import Optional
 
 import torch
 
+from ...atomic import write_json_atomic
 from ...quantization.qat import QATSettings
 from ..console import nncf_output_to_stderr
-from ..ov_latency import write_json
 from .ablation import ablate
 from .models import AccuracyError, BenchModel, zoo_models
 from .reference import REFERENCE, compare_reference, load_reference, update_reference
@@ -132,7 +132,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"accuracy: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     if args.json:
-        write_json(args.json, result)
+        write_json_atomic(args.json, result, indent=1)
         Path(f"{args.json}.rows.jsonl").unlink(missing_ok=True)  # the result holds every row now
         print(f"wrote {args.json}", file=sys.stderr)
     if args.ablate:

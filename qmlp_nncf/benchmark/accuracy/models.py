@@ -45,10 +45,10 @@ class BenchModel:
     @classmethod
     def from_source(cls, source) -> "BenchModel":
         """Any model source (``--checkpoint``, ``--pretrained-file``, timm name with ``--model-kwargs``)."""
-        from ...models.surgery import model_family
+        from ...models.surgery import family_of_module
 
         loaded = source.load(float_for="the accuracy benchmark")
-        family, is_qmlp = model_family(loaded.model)
+        family, is_qmlp = family_of_module(loaded.model)
         base = loaded.meta.get("base") or (loaded.arch if is_qmlp else None)
         return cls(loaded.arch, family, Path(source.checkpoint or "."), loaded.meta.get("top1"), base, source)
 

@@ -60,7 +60,8 @@ class AccuracyConfig:
             raise AccuracyError(f"--qat-recipe {stray} is not among the --recipe list {self.recipes}")
 
 
-def _round(v):
+def rounded(v):
+    """A float cut to 5 decimals for the report (anything else as is)."""
     return round(v, 5) if isinstance(v, float) else v
 
 
@@ -164,12 +165,12 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
                     {"model": model.name, "recipe": recipe_name, "mode": mode, "calibration_size": size, "seed": seed},
                     cfg.progress, data.input_size(float_model))}
                 row["targets_met"] = T.targets_met(row, model, targets)
-                rows.append({k: _round(v) for k, v in row.items()})
+                rows.append({k: rounded(v) for k, v in row.items()})
                 _append_row(cfg, rows[-1])
                 log(f"{model.name} / {recipe_name} ({mode}{f', seed {seed}' if cfg.seeds > 1 else ''}): "
                     f"torch {row['torch_top1']:.4f}" + (f", IR {row['ir_top1']:.4f}" if "ir_top1" in row else "")
                     + f" (float {float_top1:.4f}), PTQ {row['ptq_s']:.1f} s")
-    float_rows = [{k: _round(v) for k, v in f.items()} for f in floats.values()]
+    float_rows = [{k: rounded(v) for k, v in f.items()} for f in floats.values()]
     return {"config": asdict(cfg), "machine": machine_info(), "notes": list(dict.fromkeys(notes)),
             "floats": float_rows, "rows": rows, **checked(rows, models, float_rows, targets)}
 
@@ -228,11 +229,11 @@ def summarize(rows: list[dict], models: dict[str, BenchModel], targets: Optional
         for k in MEANED:
             values = [r[k] for r in group if r.get(k) is not None]
             if values:
-                s[k] = _round(statistics.fmean(values))
-                s[f"{k}_sd"] = _round(statistics.stdev(values)) if len(values) > 1 else 0.0
+                s[k] = rounded(statistics.fmean(values))
+                s[f"{k}_sd"] = rounded(statistics.stdev(values)) if len(values) > 1 else 0.0
         gaps = [r["ir_vs_torch_pt"] for r in group if r.get("ir_vs_torch_pt") is not None]
         if gaps:
-            s["ir_vs_torch_pt_worst"] = _round(max(gaps, key=abs))
+            s["ir_vs_torch_pt_worst"] = rounded(max(gaps, key=abs))
         bench = models.get(model) or BenchModel(model, "", Path("."))
         s["targets_met"] = T.targets_met(s, bench, targets)
         out.append(s)
