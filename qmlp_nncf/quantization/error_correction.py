@@ -9,7 +9,7 @@ quantizer upstream, as the op sees it) and the float weights ``W, b``:
    [X_f 1]``; ``lambda = ridge * mean(diag H)``. It also corrects the bias (what fast bias correction does).
    The target is the float model's own Linear, so SmoothQuant's rescaled weights are solved for the rescaled
    inputs. A Linear with fewer than ``MIN_ROWS_PER_INPUT`` calibration rows per input (the classifier reads one
-   row per image) keeps its weights: there the solve would fit the calibration items.
+   row per image) is left as it is: there a solve would fit the calibration items.
 2. ``rounding: "gptq"`` (Frantar et al., ICLR 2023): ``W'`` is rounded column by column onto the weight
    quantizer's own grid (its calibrated range is kept), each column's rounding error spread over the columns not
    yet rounded and the bias through ``H^-1``, so ``||X_q (W' - Q(W'))^T||`` stays small. ``"nearest"`` leaves
@@ -35,7 +35,7 @@ from .roles import GraphRoles, module_of
 from .specs import SpecError, check_keys, check_type
 
 ROUNDINGS = ("gptq", "nearest")
-MIN_ROWS_PER_INPUT = 8  # the ridge solve needs this many calibration rows per input feature (else: rounding only)
+MIN_ROWS_PER_INPUT = 8  # calibration rows per input feature a Linear needs to be corrected (else it is left as is)
 
 
 @dataclass(frozen=True)
@@ -212,14 +212,14 @@ def correct_weights(quantized: nn.Module, float_model: nn.Module, items: list[to
                 theta_f = _theta(float_modules[t.module])  # the float Linear on its float inputs: the target
                 theta = _theta(linear)  # where NNCF left it (SmoothQuant's scales, bias correction)
                 reference = float((theta_f * (f @ theta_f)).sum())  # ||float outputs||^2
-                rows = float(h[-1, -1])
-                new = theta
-                if knobs.ridge is not None and rows >= MIN_ROWS_PER_INPUT * h.shape[0]:
-                    new = _ridge(theta, theta_f, h, g, knobs.ridge)
+                before = _relative_error(theta, theta_f, h, g, reference, t.quantizer)
+                if float(h[-1, -1]) < MIN_ROWS_PER_INPUT * h.shape[0]:  # too few rows: a solve would fit them
+                    errors.append((t.module, before, before))
+                    continue
+                new = _ridge(theta, theta_f, h, g, knobs.ridge) if knobs.ridge is not None else theta
                 w, b = new[:-1].T, new[-1]
                 if knobs.rounding == "gptq":
                     w, b = _gptq(w, b, h, t.quantizer, knobs.damp)
-                before = _relative_error(theta, theta_f, h, g, reference, t.quantizer)
                 linear.weight.copy_(w.float())
                 if linear.bias is None:
                     linear.bias = nn.Parameter(b.float())
@@ -227,7 +227,7 @@ def correct_weights(quantized: nn.Module, float_model: nn.Module, items: list[to
                     linear.bias.copy_(b.float())
                 after = _relative_error(_theta(linear), theta_f, h, g, reference, t.quantizer)
                 errors.append((t.module, before, after))
-    summary = {"linears": len(targets), "stages": math.ceil(len(targets) / per_stage),
+    summary = {"linears": len(targets), "corrected": sum(b != a for _, b, a in errors), "stages": math.ceil(len(targets) / per_stage),
                "seconds": round(time.time() - t0, 1),
                "relative_error": {m: [round(b, 5), round(a, 5)] for m, b, a in errors}}
     if errors:
