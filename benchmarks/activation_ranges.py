@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from qmlp_nncf.analysis.ranges import linear_input_ranges
-    from qmlp_nncf.benchmark.ov_latency import write_json
+    from qmlp_nncf.benchmark.console import write_json
     from qmlp_nncf.checkpoint import load_model
     from qmlp_nncf.data import FashionMNIST
     from qmlp_nncf.zoo import list_entries

@@ -1,9 +1,17 @@
-"""Console output of the benchmarks: tables on stdout, everything else (NNCF's progress) on stderr."""
+"""Console side of the ``qmlp`` command and the benchmark scripts: the result on stdout, everything else (NNCF's
+progress) on stderr, JSON files written atomically, and a user's mistake as one line with exit code 2."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import sys
+from pathlib import Path
+from typing import Callable
+
+USAGE_EXIT = 2  # argparse's code for bad arguments; a bad input file, data source or name is the same kind of mistake
+MISSING_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 @contextlib.contextmanager
@@ -21,3 +29,51 @@ def nncf_output_to_stderr():
     finally:
         for h, stream in zip(handlers, streams):
             h.stream = sys.stderr if getattr(stream, "closed", False) else stream
+
+
+def write_json(path: str | Path, result) -> None:
+    """Atomic write (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, path)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean bad input (the message says what to change), not a bug: ``ValueError`` (``SpecError``,
+    ``BenchmarkError``, ``ExportError``...), ``KeyError`` (an unknown name), ``DataError``, ``CheckpointError`` and a
+    path that does not exist or is the wrong kind."""
+    from ..checkpoint import CheckpointError
+    from ..data import DataError
+
+    return (ValueError, KeyError, DataError, CheckpointError, *MISSING_PATH_ERRORS)
+
+
+def error_line(error: BaseException) -> str:
+    """The message of a user error on one line."""
+    if isinstance(error, KeyError) and error.args:
+        msg = str(error.args[0])
+    elif isinstance(error, MISSING_PATH_ERRORS) and error.filename:
+        what = {FileNotFoundError: "does not exist", NotADirectoryError: "is not a folder",
+                IsADirectoryError: "is a folder, not a file", PermissionError: "cannot be read or written (permission)"}
+        msg = f"{error.filename} {what[type(error)]}"
+    else:
+        msg = str(error) or type(error).__name__
+    return " ".join(msg.split())
+
+
+def run_command(prog: str, body: Callable[[], int], json_errors: bool = False) -> int:
+    """``body()``'s exit code; a user error (see :func:`user_errors`) becomes one line, ``{prog}: error: ...`` on
+    stderr (``{"error": ...}`` on stdout with ``json_errors``), and exit code 2 instead of a traceback.
+    ``QMLP_DEBUG=1`` lets the traceback through, for bug reports."""
+    try:
+        return body()
+    except user_errors() as e:
+        if os.environ.get("QMLP_DEBUG"):
+            raise
+        if json_errors:
+            print(json.dumps({"error": error_line(e)}), flush=True)
+        else:
+            print(f"{prog}: error: {error_line(e)}", file=sys.stderr, flush=True)
+        return USAGE_EXIT
