@@ -277,6 +277,13 @@ class DataSource:
         return str(self.split_folder(split))
 
     # ------------------------------------------------ layout
+    def check(self, *splits: str) -> None:
+        """Fail now, with the one-line fix, when an ImageFolder source lacks one of ``splits`` (before a model is
+        built); Fashion-MNIST is looked for when it is first read."""
+        if not self.is_fashion_mnist:
+            for split in splits:
+                self.split_folder(split)
+
     def split_folder(self, split: str) -> Path:
         """The folder of ``split`` (``train`` or ``val``) of an ImageFolder source; one clear error if absent."""
         if split not in SPLITS:

@@ -63,10 +63,31 @@ def error_line(error: BaseException) -> str:
     return " ".join(msg.split())
 
 
+class _DropMessages(logging.Filter):
+    def __init__(self, *starts: str):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
+def quiet_harmless_warnings() -> None:
+    """Drop the log lines a CPU user cannot act on: torch's "No CUDA runtime is found, using CUDA_HOME=..." (logged
+    when NNCF imports ``torch.utils.cpp_extension`` on a machine with a CUDA toolkit but no GPU)."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    if not any(isinstance(f, _DropMessages) for f in logger.filters):
+        logger.addFilter(_DropMessages("No CUDA runtime is found"))
+
+
+quiet_harmless_warnings()  # on import: NNCF may be imported before a command starts (argument parsers, module imports)
+
+
 def run_command(prog: str, body: Callable[[], int], json_errors: bool = False) -> int:
     """``body()``'s exit code; a user error (see :func:`user_errors`) becomes one line, ``{prog}: error: ...`` on
     stderr (``{"error": ...}`` on stdout with ``json_errors``), and exit code 2 instead of a traceback.
     ``QMLP_DEBUG=1`` lets the traceback through, for bug reports."""
+    quiet_harmless_warnings()
     try:
         return body()
     except user_errors() as e:

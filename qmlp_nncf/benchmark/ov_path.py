@@ -27,8 +27,11 @@ def compare(name: str, recipes, calibration_size: int = 300, limit: int = 0, tor
     from ..export.evaluate import ir_top1
     from ..export.openvino_ir import convert
     from ..quantization import quantize
+    from ..export.prepare import check_recipe
     from ..sources import DataSource, ModelSource, subset
 
+    for recipe in recipes:
+        check_recipe(recipe)  # before the model is built
     model = ModelSource(name).load().model.eval()
     data = DataSource()
     calib = data.calibration(model, calibration_size)

@@ -94,6 +94,8 @@ def _run(args, argv: Optional[list[str]]) -> int:
         raise AccuracyError(f"--json {args.json} is a folder; give a file path such as {args.json}/accuracy.json")
     from ...sources import DataSource, ModelSource, parse_model_kwargs
 
+    if args.data:
+        DataSource(spec=args.data, data_dir=args.data_dir).check("train", "val")  # before any model is built
     data = DataSource(spec=args.data, data_dir=args.data_dir).to_json() if args.data else {}
     custom = bool(args.checkpoint or args.pretrained_file or args.model_kwargs)
     if custom and len(args.model) > 1:

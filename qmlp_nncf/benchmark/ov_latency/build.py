@@ -31,6 +31,8 @@ def build_sources(models: list[str], recipes: list[str], workdir: Path, cfg: Ben
     data = DataSource.from_json(cfg.data) if cfg.data else DataSource()
     for r in recipes:
         check_recipe(r)
+    if cfg.data and not cfg.random_calibration and set(recipes) - {FP32}:
+        data.check("train")  # before the first model is built
     names = list(dict.fromkeys(m for name in models
                                for m in ([name.removeprefix("qmlp_")] if name.startswith("qmlp_") else []) + [name]))
     sources = []
