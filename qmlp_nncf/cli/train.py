@@ -76,34 +76,20 @@ def cmd_convert(args) -> dict:
 
 
 def cmd_qat(args) -> dict:
-    from ..checkpoint import load_model, read_checkpoint
-    from ..quantization.qat import QATSettings, qat
+    from ..checkpoint import load_model
+    from ..quantization.qat import QATSettings, qat, qat_inputs
 
-    meta = read_checkpoint(args.checkpoint)  # the inputs are checked before the model is built
-    if "nncf_config" not in meta:
-        raise ValueError(f"{args.checkpoint} is not quantized: make one with `qmlp quantize`")
-    training = {}
-    if args.config:  # an NNCF 2.x config's training keys (epochs, batch_size, lr...) fill unset options
-        from ..quantization.config import load_config
-
-        training = load_config(args.config).training
-    d = QATSettings()
-    defaults = {"epochs": d.epochs, "lr": d.lr, "batch_size": d.batch_size, "seed": 0, "workers": -1}
-    given = {key: getattr(args, key) if getattr(args, key) is not None else training.get(key, default)
-             for key, default in defaults.items()}
-    teacher = args.teacher or meta.get("model_source") or meta.get("source")
-    if isinstance(teacher, str) and not Path(teacher).is_file():
-        from ..zoo import get_entry
-
-        teacher = str(get_entry(teacher).checkpoint)
-    data = data_source(args, default=(meta.get("data") or {}).get("spec"), check=("train", "val"))
+    given = qat_inputs(args.checkpoint, args.teacher, args.config, epochs=args.epochs, lr=args.lr,
+                       batch_size=args.batch_size, seed=args.seed, workers=args.workers)
+    data = data_source(args, default=(given.meta.get("data") or {}).get("spec"), check=("train", "val"))
     quantized, meta = load_model(args.checkpoint)
-    settings = QATSettings(epochs=given["epochs"], lr=given["lr"], warmup_epochs=args.warmup_epochs,
-                           batch_size=given["batch_size"], distill_weight=args.distill_weight,
+    o = given.options
+    settings = QATSettings(epochs=o["epochs"], lr=o["lr"], warmup_epochs=args.warmup_epochs,
+                           batch_size=o["batch_size"], distill_weight=args.distill_weight,
                            train_subset=args.train_subset)
-    cfg = settings.train_config(meta["arch"], args.out, teacher, seed=given["seed"], data_dir=args.data_dir,
+    cfg = settings.train_config(meta["arch"], args.out, given.teacher, seed=o["seed"], data_dir=args.data_dir,
                                 data=data.to_json(), test_subset=args.test_subset, init_from=args.checkpoint,
-                                device=args.device, workers=given["workers"])
+                                device=args.device, workers=o["workers"])
     result = qat(quantized, cfg, resume=args.resume, log=log)
     return {k: result[k] for k in ("top1", "epoch", "train_time_s") if k in result} | {"recipe": meta.get("recipe")}
 
