@@ -23,7 +23,8 @@ def bench(name: str) -> str:
     return str(REPO / "benchmarks" / f"{name}.py")
 
 
-# (entry, args, words the one line must hold): a wrong data source (a), a missing file (b), an unknown name (c)
+# (entry, args, words the one line must hold[, words it must not]): a wrong data source (a), a missing file (b), an
+# unknown name (c)
 CASES = {
     # qmlp sub-commands; `qmlp zoo` takes no data, file or name
     "train/data": (QMLP, ["train", "--model", "mixer_fmnist", "--out", "{tmp}/t", "--data", NOWHERE], ["--data"]),
@@ -33,6 +34,7 @@ CASES = {
     "eval/data": (QMLP, ["eval", "--model", "mixer_fmnist", "--data", NOWHERE], ["--data"]),
     "eval/file": (QMLP, ["eval", "--checkpoint", NOWHERE + ".pth"], ["does not exist"]),
     "eval/ir": (QMLP, ["eval", "--ir", NOWHERE + ".xml"], [NOWHERE]),
+    "eval/model": (QMLP, ["eval", "--model", "no_such_model"], ["unknown model"]),
     "eval/recipe": (QMLP, ["eval", "--model", "mixer_fmnist", "--recipe", "no_such_recipe"], ["unknown recipe"]),
     "convert/data": (QMLP, ["convert", "--model", "mixer_fmnist", "--out", "{tmp}/c.pth", "--data", NOWHERE],
                      ["--data"]),
@@ -44,6 +46,8 @@ CASES = {
     "quantize/file": (QMLP, ["quantize", "--checkpoint", NOWHERE + ".pth", "--recipe", "qmlp_w8a8",
                              "--out", "{tmp}/q"], ["does not exist"]),
     "quantize/config": (QMLP, ["quantize", "--config", NOWHERE + ".json", "--out", "{tmp}/q"], [NOWHERE]),
+    "quantize/model": (QMLP, ["quantize", "--model", "no_such_model", "--recipe", "qmlp_w8a8", "--out", "{tmp}/q"],
+                       ["unknown model"]),
     "quantize/recipe": (QMLP, ["quantize", "--model", "mixer_fmnist", "--recipe", "no_such_recipe",
                                "--out", "{tmp}/q"], ["unknown recipe", "qmlp_w8a8"]),
     "analyze/data": (QMLP, ["analyze", "--model", "mixer_fmnist", "--out", "{tmp}/a", "--data", NOWHERE], ["--data"]),
@@ -53,6 +57,7 @@ CASES = {
     "export/data": (QMLP, ["export", "--model", "mixer_fmnist", "--recipe", "qmlp_w8a8", "--out", "{tmp}/x",
                            "--data", NOWHERE], ["--data"]),
     "export/file": (QMLP, ["export", "--checkpoint", NOWHERE + ".pth", "--out", "{tmp}/x"], ["does not exist"]),
+    "export/model": (QMLP, ["export", "--model", "no_such_model", "--out", "{tmp}/x"], ["unknown model"]),
     "export/recipe": (QMLP, ["export", "--model", "mixer_fmnist", "--recipe", "no_such_recipe", "--out", "{tmp}/x"],
                       ["unknown recipe"]),
     # benchmark scripts; activation_ranges takes no data, file or name
@@ -61,6 +66,7 @@ CASES = {
     "accuracy/file": (bench("accuracy"), ["--checkpoint", NOWHERE + ".pth", "--recipe", "qmlp_w8a8"],
                       ["does not exist"]),
     "accuracy/report": (bench("accuracy"), ["--report", NOWHERE + ".json"], [NOWHERE]),
+    "accuracy/model": (bench("accuracy"), ["--model", "no_such_model", "--recipe", "qmlp_w8a8"], ["no_such_model"]),
     "accuracy/recipe": (bench("accuracy"), ["--model", "mixer_fmnist", "--recipe", "no_such_recipe"],
                         ["no_such_recipe"]),
     "depth/file": (bench("depth"), ["--model", "mixer_fmnist", "--accuracy", NOWHERE + ".json"], [NOWHERE]),
@@ -68,6 +74,8 @@ CASES = {
     "ov_latency/data": (bench("ov_latency"), ["--model", "mixer_fmnist", "--recipe", "qmlp_w8a8", "--data", NOWHERE,
                                               "--quick"], ["--data"]),
     "ov_latency/file": (bench("ov_latency"), ["--ir", NOWHERE + ".xml", "--quick"], [NOWHERE]),
+    "ov_latency/model": (bench("ov_latency"), ["--model", "no_such_model", "--quick"], ["unknown model"],
+                         ["calibration data"]),  # the model's fault, not the default data's
     "ov_latency/recipe": (bench("ov_latency"), ["--model", "mixer_fmnist", "--recipe", "no_such_recipe", "--quick"],
                           ["unknown recipe"]),
     "ov_path/model": (bench("ov_path"), ["--model", "no_such_model"], ["no_such_model"]),
@@ -76,6 +84,7 @@ CASES = {
     "ov_profile/file": (bench("ov_profile"), ["--ir", NOWHERE + ".xml"], [NOWHERE]),
     "ptq_time/data": (bench("ptq_time"), ["--model", "mixer_fmnist", "--recipe", "qmlp_w8a8", "--data", NOWHERE],
                       ["--data"]),
+    "ptq_time/model": (bench("ptq_time"), ["--model", "no_such_model", "--recipe", "qmlp_w8a8"], ["no_such_model"]),
     "ptq_time/recipe": (bench("ptq_time"), ["--model", "mixer_fmnist", "--recipe", "no_such_recipe"],
                         ["no_such_recipe"]),
 }
@@ -138,7 +147,7 @@ def quantized(tmp_path_factory):
 def results(tmp_path_factory, quantized):
     tmp = tmp_path_factory.mktemp("errors")
     cases = {name: (entry, [a.format(tmp=tmp, quantized=quantized) for a in args])
-             for name, (entry, args, _) in CASES.items()}
+             for name, (entry, args, *_) in CASES.items()}
     proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(cases)], capture_output=True, text=True,
                           env=env(), cwd=tmp, timeout=600)
     out = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULTS ")]
@@ -152,7 +161,9 @@ def test_bad_input_is_one_line_and_exit_2(case, results):
     shown = lines(r["stderr"])
     assert "Traceback" not in r["stderr"], r["stderr"]
     assert r["code"] == 2 and len(shown) == 1, r
-    assert ": error: " in shown[0] and all(word in shown[0] for word in CASES[case][2]), shown[0]
+    _, _, words, *absent = CASES[case]
+    assert ": error: " in shown[0] and all(word in shown[0] for word in words), shown[0]
+    assert not any(word in shown[0] for word in (absent or [[]])[0]), shown[0]
     assert r["seconds"] < 20, f"{case}: {r['seconds']} s (inputs are checked before any model is built)"
 
 

@@ -29,6 +29,10 @@ def build_sources(models: list[str], recipes: list[str], workdir: Path, cfg: Ben
     from ...sources import DataSource, ModelSource
 
     data = DataSource.from_json(cfg.data) if cfg.data else DataSource()
+    from ...checkpoint import check_model_name
+
+    for name in models:
+        check_model_name(name)  # before the first model is built; a data error below is then the data's
     for r in recipes:
         check_recipe(r)
     if cfg.data and not cfg.random_calibration and set(recipes) - {FP32}:
