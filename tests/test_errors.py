@@ -30,6 +30,8 @@ CASES = {
     "train/data": (QMLP, ["train", "--model", "mixer_fmnist", "--out", "{tmp}/t", "--data", NOWHERE], ["--data"]),
     "train/file": (QMLP, ["train", "--model", "mixer_fmnist", "--out", "{tmp}/t", "--init-from", NOWHERE + ".pth"],
                    ["does not exist"]),
+    "train/no-images": (QMLP, ["train", "--model", "mixer_fmnist", "--out", "{tmp}/t", "--data", "{tmp}/no_images"],
+                        ["hold no images"]),
     "train/model": (QMLP, ["train", "--model", "no_such_model", "--out", "{tmp}/t"], ["unknown model"]),
     "eval/data": (QMLP, ["eval", "--model", "mixer_fmnist", "--data", NOWHERE], ["--data"]),
     "eval/file": (QMLP, ["eval", "--checkpoint", NOWHERE + ".pth"], ["does not exist"]),
@@ -46,6 +48,8 @@ CASES = {
     "quantize/file": (QMLP, ["quantize", "--checkpoint", NOWHERE + ".pth", "--recipe", "qmlp_w8a8",
                              "--out", "{tmp}/q"], ["does not exist"]),
     "quantize/config": (QMLP, ["quantize", "--config", NOWHERE + ".json", "--out", "{tmp}/q"], [NOWHERE]),
+    "quantize/no-images": (QMLP, ["quantize", "--model", "mixer_fmnist", "--recipe", "qmlp_w8a8", "--out", "{tmp}/q",
+                                  "--data", "{tmp}/no_images"], ["hold no images"]),
     "quantize/model": (QMLP, ["quantize", "--model", "no_such_model", "--recipe", "qmlp_w8a8", "--out", "{tmp}/q"],
                        ["unknown model"]),
     "quantize/recipe": (QMLP, ["quantize", "--model", "mixer_fmnist", "--recipe", "no_such_recipe",
@@ -74,6 +78,8 @@ CASES = {
     "ov_latency/data": (bench("ov_latency"), ["--model", "mixer_fmnist", "--recipe", "qmlp_w8a8", "--data", NOWHERE,
                                               "--quick"], ["--data"]),
     "ov_latency/file": (bench("ov_latency"), ["--ir", NOWHERE + ".xml", "--quick"], [NOWHERE]),
+    "ov_latency/no-images": (bench("ov_latency"), ["--model", "mixer_fmnist", "--recipe", "qmlp_w8a8", "--data",
+                                                   "{tmp}/no_images", "--quick"], ["hold no images"]),
     "ov_latency/model": (bench("ov_latency"), ["--model", "no_such_model", "--quick"], ["unknown model"],
                          ["calibration data"]),  # the model's fault, not the default data's
     "ov_latency/recipe": (bench("ov_latency"), ["--model", "mixer_fmnist", "--recipe", "no_such_recipe", "--quick"],
@@ -146,6 +152,8 @@ def quantized(tmp_path_factory):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, quantized):
     tmp = tmp_path_factory.mktemp("errors")
+    for split in ("train", "val"):  # an ImageFolder root whose class folders hold no image
+        (tmp / "no_images" / split / "cls").mkdir(parents=True)
     cases = {name: (entry, [a.format(tmp=tmp, quantized=quantized) for a in args])
              for name, (entry, args, *_) in CASES.items()}
     proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(cases)], capture_output=True, text=True,
