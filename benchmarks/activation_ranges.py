@@ -17,9 +17,14 @@ def main(argv=None) -> int:
     p.add_argument("--percentile", type=float, default=99.99)
     p.add_argument("--json", help="write per-layer ranges and summaries here")
     args = p.parse_args(argv)
+    from qmlp_nncf.benchmark.console import run_command
 
+    return run_command("activation_ranges", lambda: _run(args))
+
+
+def _run(args) -> int:
     from qmlp_nncf.analysis.ranges import linear_input_ranges
-    from qmlp_nncf.atomic import write_json_atomic
+    from qmlp_nncf.benchmark.console import write_json
     from qmlp_nncf.checkpoint import load_model
     from qmlp_nncf.data import FashionMNIST
     from qmlp_nncf.zoo import list_entries
@@ -41,7 +46,7 @@ def main(argv=None) -> int:
             print(f"| {name} | {summary['layers']} | {summary['median_max_abs']:.2f} | {summary['max_max_abs']:.2f} | "
                   f"{summary['median_percentile']:.2f} | {summary['max_percentile']:.2f} |", flush=True)
     if args.json:
-        write_json_atomic(args.json, result, indent=1)
+        write_json(args.json, result)
     return 0
 
 

@@ -46,11 +46,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def create_model(name: str, **kwargs) -> torch.nn.Module:
-    """``timm.create_model`` with an error that lists the known names."""
+def check_model_name(name: str) -> None:
+    """A ValueError that lists close names when timm (with the zoo and Q-MLP models registered) has no ``name``."""
     if name not in timm.list_models():
         close = [m for m in timm.list_models(f"*{name.split('_')[0]}*")][:12]
-        raise ValueError(f"unknown model {name!r}; see `timm.list_models()`, e.g. {', '.join(close)}")
+        raise ValueError(f"unknown model {name!r}; see `qmlp zoo` and `timm.list_models()`"
+                         + (f", e.g. {', '.join(close)}" if close else ""))
+
+
+def create_model(name: str, **kwargs) -> torch.nn.Module:
+    """``timm.create_model`` with an error that lists the known names."""
+    check_model_name(name)
     return timm.create_model(name, **kwargs)
 
 

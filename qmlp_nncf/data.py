@@ -200,6 +200,27 @@ def class_index(class_dirs: list[str]) -> tuple[dict[str, int], str]:
     return {c: i for i, c in enumerate(sorted(class_dirs))}, "sorted folder names"
 
 
+def image_folder_classes(folder: str | Path, check_images: bool = False) -> list[str]:
+    """The class folder names of one ImageFolder split (``<folder>/<class>/<image>``); a DataError when the folder
+    does not exist or has no class folders, and, with ``check_images``, when they hold no image at all (a scan that
+    stops at the first image: cheap before a model is built)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist; pass a folder with one sub-folder per class")
+    class_dirs = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{folder} has no class sub-folders; expected the ImageFolder layout "
+                        f"<root>/<class>/<image>.jpg (class = wnid, integer label or any name)")
+    if check_images and not any(p.name.lower().endswith(IMAGE_EXTENSIONS) for c in class_dirs
+                                for p in (folder / c).rglob("*")):
+        raise DataError(_no_images(folder))
+    return class_dirs
+
+
+def _no_images(folder: Path) -> str:
+    return f"{folder}: the class folders hold no images ({', '.join(IMAGE_EXTENSIONS)})"
+
+
 class ImageFolderSplit(Dataset):
     """One split folder (``<folder>/<class>/<image>``) as ``(tensor, label)`` items, images opened in the
     model's channel mode. Labels: :func:`class_index`. ``convert_channels`` False refuses images whose
@@ -210,18 +231,13 @@ class ImageFolderSplit(Dataset):
         from torchvision.datasets.folder import make_dataset
 
         folder = Path(folder)
-        if not folder.is_dir():
-            raise DataError(f"image folder {folder} does not exist; pass a folder with one sub-folder per class")
-        class_dirs = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-        if not class_dirs:
-            raise DataError(f"{folder} has no class sub-folders; expected the ImageFolder layout "
-                            f"<root>/<class>/<image>.jpg (class = wnid, integer label or any name)")
+        class_dirs = image_folder_classes(folder)
         if channels not in _MODES:
             raise DataError(f"the model takes {channels}-channel images; folders of images feed 1 or 3 channels")
         self.class_to_idx, self.label_order = class_index(class_dirs)
         self.samples = make_dataset(str(folder), self.class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=True)
         if not self.samples:
-            raise DataError(f"{folder}: the class folders hold no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise DataError(_no_images(folder))
         self.folder, self.transform, self.split = folder, transform, split
         self.mode = _MODES[channels]
         self.num_labels = max(self.class_to_idx.values()) + 1

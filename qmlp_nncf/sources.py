@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, Subset
 
 from . import models  # noqa: F401  (registers our models with timm)
 from .checkpoint import CheckpointError, create_model, load_model, require_float
-from .data import DataError, FashionMNIST, ImageFolderSplit, calibration_subset
+from .data import DataError, FashionMNIST, ImageFolderSplit, calibration_subset, image_folder_classes
 
 FASHION_MNIST = "fashion-mnist"
 SPLITS = ("train", "val")
@@ -277,6 +277,13 @@ class DataSource:
         return str(self.split_folder(split))
 
     # ------------------------------------------------ layout
+    def check(self, *splits: str) -> None:
+        """Fail now, with the one-line fix, when an ImageFolder source lacks one of ``splits`` or its class folders
+        hold no image (before a model is built); Fashion-MNIST is looked for when it is first read."""
+        if not self.is_fashion_mnist:
+            for split in splits:
+                image_folder_classes(self.split_folder(split), check_images=True)
+
     def split_folder(self, split: str) -> Path:
         """The folder of ``split`` (``train`` or ``val``) of an ImageFolder source; one clear error if absent."""
         if split not in SPLITS:

@@ -135,8 +135,9 @@ def test_script_help():
 def test_compile_failure_is_a_note_not_a_crash(float_ir, monkeypatch):
     """A measurement the device refuses to compile is recorded in failures/notes; the others still run."""
     from qmlp_nncf.benchmark import ov_latency
+    from qmlp_nncf.benchmark.ov_latency import session
 
-    real = ov_latency._compile
+    real = session.compile_ir
 
     def refuse_bf16(core, src, device, hint, mode, batch):
         if hint == "bf16":
@@ -145,8 +146,8 @@ def test_compile_failure_is_a_note_not_a_crash(float_ir, monkeypatch):
                                "Argument shapes are inconsistent.")
         return real(core, src, device, hint, mode, batch)
 
-    monkeypatch.setattr(ov_latency, "_compile", refuse_bf16)
-    monkeypatch.setattr(ov_latency, "hint_supported", lambda core, device, hint: True)  # bf16 even on AVX2 CPUs
+    monkeypatch.setattr(session, "compile_ir", refuse_bf16)
+    monkeypatch.setattr(session, "hint_supported", lambda core, device, hint: True)  # bf16 even on AVX2 CPUs
     cfg = BenchConfig(devices=["CPU"], hints=["bf16"], batch=2, quick=True)
     result = ov_latency.run([ov_latency.ir_source(float_ir)], cfg, progress=False, log=lambda m: None)
     assert {(r["hint"], r["mode"]) for r in result["rows"]} == {("f32", "latency"), ("f32", "throughput")}

@@ -57,3 +57,25 @@ def test_quantize_export_and_run_in_openvino_on_real_images(tmp_path, capsys):
     assert ir["n"] == 500
     assert abs(ir["top1"] - result["top1"]) <= 0.01  # torch fake-quant vs OpenVINO int8 on the same images
     assert result["top1"] >= read_checkpoint(checkpoint_path("resmlp_fmnist"))["top1"] - 0.05
+
+
+def test_qat_inputs_options_given_then_config_then_defaults(tmp_path):
+    """`qmlp qat`'s inputs, read before any model is built: the options given win over the config's training keys,
+    which win over QATSettings' defaults; a float checkpoint is refused; a zoo teacher becomes its checkpoint."""
+    from qmlp_nncf.quantization.qat import QATSettings, qat_inputs
+    from qmlp_nncf.zoo import get_entry
+
+    ckpt = tmp_path / "q.pth"
+    torch.save({"arch": "mixer_fmnist", "nncf_config": {}, "model_source": "mixer_fmnist", "state_dict": {}}, ckpt)
+    config = tmp_path / "cfg.json"
+    config.write_text(json.dumps({"epochs": 7, "optimizer": {"base_lr": 1e-3},
+                                  "compression": {"algorithm": "quantization"}}))
+    got = qat_inputs(str(ckpt), config=str(config), epochs=None, lr=None, batch_size=16, seed=None, workers=None)
+    assert got.options == {"epochs": 7, "lr": 1e-3, "batch_size": 16, "seed": 0, "workers": -1}
+    assert got.teacher == str(get_entry("mixer_fmnist").checkpoint)
+    assert qat_inputs(str(ckpt), epochs=3).options["epochs"] == 3
+    assert qat_inputs(str(ckpt)).options["lr"] == QATSettings().lr
+    float_ckpt = tmp_path / "f.pth"
+    torch.save({"arch": "mixer_fmnist", "state_dict": {}}, float_ckpt)
+    with pytest.raises(ValueError, match="is not quantized"):
+        qat_inputs(str(float_ckpt))

@@ -54,6 +54,21 @@ def test_quantize_lists_the_recipes(capsys):
     rc, recipes = run_json(["quantize", "--list-recipes", "--json"], capsys)
     assert rc == 0 and {"qmlp_w4a4", "qmlp_w4a4_tuned", "nncf_default_w8a8"} <= set(recipes)
     assert "range" in recipes["qmlp_w4a4_tuned"]
+    assert recipes["qmlp_w4a4"].startswith("for Q-MLP (converted) models: ")
+    assert recipes["nncf_default_w8a8"].startswith("for any model: ")
+    assert recipes["auto:w4a4"].startswith("for any model: ")
+
+
+def test_recipe_list_says_which_models_each_recipe_is_for(capsys):
+    """`qmlp_*` recipes with expects_qmlp are for converted models; the rest and auto:* for any (issue 29)."""
+    assert main(["quantize", "--list-recipes"]) == 0
+    text = capsys.readouterr().out
+    qmlp, _, rest = text.partition("For any model:")
+    assert qmlp.startswith("For Q-MLP (converted) models:")
+    assert "  qmlp_w4a4: " in qmlp and "  qmlp_w8a8_tuned: " in qmlp and "nncf_default_w8a8" not in qmlp
+    assert "  nncf_default_w8a8: " in rest and "  plain_w4a4_p9999: " in rest and "  auto:w4a4: " in rest
+    assert "  qmlp_w4a4: " not in rest
+    assert "Recommended for an unconverted model" in rest and "auto:w4a4" in rest.splitlines()[-1]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -76,8 +91,8 @@ def test_console_script_exit_code_on_error():
 
 def test_zoo_table_shows_each_models_curve(capsys):
     assert main(["zoo"]) == 0
-    captured = capsys.readouterr()  # the table is printed beside NNCF's output, on stderr
-    lines = [ln for ln in (captured.out + captured.err).splitlines() if ln.startswith("| ")]
+    captured = capsys.readouterr()  # the table is the result: on stdout (NNCF's output goes to stderr)
+    lines = [ln for ln in captured.out.splitlines() if ln.startswith("| ")]
     assert "curve (top-1 % per epoch)" in lines[0]
     for e in list_entries():
         row = next(ln for ln in lines if ln.startswith(f"| {e.name} |"))

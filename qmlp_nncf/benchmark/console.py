@@ -1,9 +1,19 @@
-"""Console output of the benchmarks: tables on stdout, everything else (NNCF's progress) on stderr."""
+"""Console side of the ``qmlp`` command and the benchmark scripts: the result on stdout, everything else (NNCF's
+progress) on stderr, JSON files written atomically, and a user's mistake as one line with exit code 2."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import sys
+from pathlib import Path
+from typing import Callable
+
+from ..atomic import write_json_atomic
+
+USAGE_EXIT = 2  # argparse's code for bad arguments; a bad input file, data source or name is the same kind of mistake
+MISSING_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 @contextlib.contextmanager
@@ -21,3 +31,68 @@ def nncf_output_to_stderr():
     finally:
         for h, stream in zip(handlers, streams):
             h.stream = sys.stderr if getattr(stream, "closed", False) else stream
+
+
+def write_json(path: str | Path, result) -> None:
+    """A benchmark's JSON result, written atomically (``atomic.write_json_atomic``)."""
+    write_json_atomic(path, result, indent=1)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean bad input (the message says what to change), not a bug: ``ValueError`` (``SpecError``,
+    ``BenchmarkError``, ``ExportError``...), ``KeyError`` (an unknown name), ``DataError``, ``CheckpointError`` and a
+    path that does not exist or is the wrong kind."""
+    from ..checkpoint import CheckpointError
+    from ..data import DataError
+
+    return (ValueError, KeyError, DataError, CheckpointError, *MISSING_PATH_ERRORS)
+
+
+def error_line(error: BaseException) -> str:
+    """The message of a user error on one line."""
+    if isinstance(error, KeyError) and error.args:
+        msg = str(error.args[0])
+    elif isinstance(error, MISSING_PATH_ERRORS) and error.filename:
+        what = {FileNotFoundError: "does not exist", NotADirectoryError: "is not a folder",
+                IsADirectoryError: "is a folder, not a file", PermissionError: "cannot be read or written (permission)"}
+        msg = f"{error.filename} {what[type(error)]}"
+    else:
+        msg = str(error) or type(error).__name__
+    return " ".join(msg.split())
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *starts: str):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.starts)
+
+
+def quiet_harmless_warnings() -> None:
+    """Drop the log lines a CPU user cannot act on: torch's "No CUDA runtime is found, using CUDA_HOME=..." (logged
+    when NNCF imports ``torch.utils.cpp_extension`` on a machine with a CUDA toolkit but no GPU)."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    if not any(isinstance(f, _DropMessages) for f in logger.filters):
+        logger.addFilter(_DropMessages("No CUDA runtime is found"))
+
+
+quiet_harmless_warnings()  # on import: NNCF may be imported before a command starts (argument parsers, module imports)
+
+
+def run_command(prog: str, body: Callable[[], int], json_errors: bool = False) -> int:
+    """``body()``'s exit code; a user error (see :func:`user_errors`) becomes one line, ``{prog}: error: ...`` on
+    stderr (``{"error": ...}`` on stdout with ``json_errors``), and exit code 2 instead of a traceback.
+    ``QMLP_DEBUG=1`` lets the traceback through, for bug reports."""
+    quiet_harmless_warnings()
+    try:
+        return body()
+    except user_errors() as e:
+        if os.environ.get("QMLP_DEBUG"):
+            raise
+        if json_errors:
+            print(json.dumps({"error": error_line(e)}), flush=True)
+        else:
+            print(f"{prog}: error: {error_line(e)}", file=sys.stderr, flush=True)
+        return USAGE_EXIT

@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ..atomic import write_json_atomic
-from .console import nncf_output_to_stderr
+from .console import nncf_output_to_stderr, run_command, write_json
 from .ov_latency import machine_info
 
 KEYS = ("max_abs", "p99.99")
@@ -148,25 +147,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--out", help="folder for range_by_depth.png")
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
-    try:
-        if args.calibration_size < 1:
-            raise ValueError(f"--calibration-size must be >= 1, got {args.calibration_size}")
-        accuracy = []
-        for path in args.accuracy:
-            try:
-                accuracy.append(json.loads(Path(path).read_text()))
-            except (OSError, json.JSONDecodeError) as e:
-                raise ValueError(f"--accuracy {path}: not a JSON result of benchmarks/accuracy.py ({e})") from None
-        if args.threads:
-            import torch
+    return run_command("depth", lambda: _run(args))
 
-            torch.set_num_threads(args.threads)
-        with nncf_output_to_stderr():
-            result = run(args.model, args.calibration_size, args.seed, Path(args.out) if args.out else None, accuracy)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        print(f"depth: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
-        return 2
+
+def _run(args) -> int:
+    if args.calibration_size < 1:
+        raise ValueError(f"--calibration-size must be >= 1, got {args.calibration_size}")
+    accuracy = []
+    for path in args.accuracy:
+        try:
+            accuracy.append(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"--accuracy {path}: not a JSON result of benchmarks/accuracy.py ({e})") from None
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    with nncf_output_to_stderr():
+        result = run(args.model, args.calibration_size, args.seed, Path(args.out) if args.out else None, accuracy)
     print(markdown(result))
     if args.json:
-        write_json_atomic(args.json, result, indent=1)
+        write_json(args.json, result)
     return 0

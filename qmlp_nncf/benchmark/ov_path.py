@@ -14,8 +14,7 @@ from typing import Optional
 
 import torch
 
-from .console import nncf_output_to_stderr
-from .ov_latency import write_json
+from .console import nncf_output_to_stderr, run_command, write_json
 
 TOLERANCE_PT = 0.15
 DEFAULT_RECIPES = ("qmlp_w8a8", "qmlp_w4a8", "qmlp_w4a4", "nncf_default_w8a8", "nncf_transformer_w4a4")
@@ -28,8 +27,11 @@ def compare(name: str, recipes, calibration_size: int = 300, limit: int = 0, tor
     from ..export.evaluate import ir_top1
     from ..export.openvino_ir import convert
     from ..quantization import quantize
+    from ..export.prepare import check_recipe
     from ..sources import DataSource, ModelSource, subset
 
+    for recipe in recipes:
+        check_recipe(recipe)  # before the model is built
     model = ModelSource(name).load().model.eval()
     data = DataSource()
     calib = data.calibration(model, calibration_size)
@@ -87,18 +89,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
     args = p.parse_args(argv)
+    return run_command("ov_path", lambda: _run(args))
+
+
+def _run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
-    try:
-        for name in args.model:
-            with nncf_output_to_stderr():
-                rows += compare(name, args.recipe or DEFAULT_RECIPES, args.calibration_size, args.limit,
-                                not args.no_torch_top1)
-            if args.json:
-                write_json(args.json, {"rows": rows})  # after each model: a partial run keeps its rows
-    except (ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    for name in args.model:
+        with nncf_output_to_stderr():
+            rows += compare(name, args.recipe or DEFAULT_RECIPES, args.calibration_size, args.limit,
+                            not args.no_torch_top1)
+        if args.json:
+            write_json(args.json, {"rows": rows})  # after each model: a partial run keeps its rows
     print(markdown(rows))
     return 0

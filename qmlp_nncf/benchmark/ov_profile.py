@@ -19,7 +19,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .census import census_of, markdown as census_markdown
-from .ov_latency import BenchmarkError, HINTS, _compile, ir_source, machine_info, resolve_devices
+from .console import run_command, write_json
+from .ov_latency import HINTS, BenchmarkError, compile_ir, ir_source, machine_info, resolve_devices
 
 
 @dataclass
@@ -123,7 +124,7 @@ def profile(irs: list[str | Path], cfg: ProfileConfig, labels: Optional[list[str
     core = ov.Core()
     resolve_devices([cfg.device], core.available_devices)
     machine = machine_info()
-    compiled = [_compile(core, s, cfg.device, cfg.hint, "latency", cfg.batch, {"PERF_COUNT": "YES"})
+    compiled = [compile_ir(core, s, cfg.device, cfg.hint, "latency", cfg.batch, {"PERF_COUNT": "YES"})
                 for s in sources]
     requests = []
     for c in compiled:
@@ -206,15 +207,13 @@ def build_parser():
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from .ov_latency import write_json
-
     args = build_parser().parse_args(argv)
-    try:
-        cfg = ProfileConfig(args.device, args.hint, args.batch, args.requests, args.rounds, top=args.top)
-        result = profile(args.ir, cfg, args.label or None)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"ov_profile: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("ov_profile", lambda: _run(args))
+
+
+def _run(args) -> int:
+    cfg = ProfileConfig(args.device, args.hint, args.batch, args.requests, args.rounds, top=args.top)
+    result = profile(args.ir, cfg, args.label or None)
     print(markdown(result))
     if args.json:
         write_json(args.json, {**result, "profiles": [p.to_dict() for p in result["profiles"]]})

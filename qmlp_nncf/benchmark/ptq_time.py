@@ -14,8 +14,7 @@ from typing import Optional
 
 import torch
 
-from ..atomic import write_json_atomic
-from .console import nncf_output_to_stderr
+from .console import nncf_output_to_stderr, run_command, write_json
 
 
 BACKENDS = ("torch", "openvino")
@@ -81,25 +80,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
     args = p.parse_args(argv)
+    return run_command("ptq_time", lambda: _run(args))
+
+
+def _run(args) -> int:
     from ..sources import DataSource
 
     data = DataSource(args.data) if args.data else None
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        rows = []
-        for name in args.model:
-            for recipe in args.recipe:
-                with nncf_output_to_stderr():
-                    new = time_ptq(name, recipe, args.calibration_size, data, args.random_calibration,
-                                   tuple(args.backend or ("torch",)), args.repeat)
-                rows += new
-                for r in new:
-                    print(f"{name} / {recipe} / {r['backend']}: {r['ptq_s']:.1f} s", file=sys.stderr, flush=True)
-    except (ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    rows = []
+    for name in args.model:
+        for recipe in args.recipe:
+            with nncf_output_to_stderr():
+                new = time_ptq(name, recipe, args.calibration_size, data, args.random_calibration,
+                               tuple(args.backend or ("torch",)), args.repeat)
+            rows += new
+            for r in new:
+                print(f"{name} / {recipe} / {r['backend']}: {r['ptq_s']:.1f} s", file=sys.stderr, flush=True)
     print(markdown(rows))
     if args.json:
-        write_json_atomic(args.json, {"rows": rows}, indent=1)
+        write_json(args.json, {"rows": rows})
     return 0

@@ -7,6 +7,7 @@ torch model (quantizer scales and ranges are parameters too). This reuses the fl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -48,3 +49,39 @@ def qat(quantized: torch.nn.Module, cfg: TrainConfig, resume: bool = False, log=
     if cfg.amp != "off":
         raise ValueError("QAT runs NNCF fake-quant in float32: set amp='off'")
     return train(cfg, resume=resume, log=log, model=quantized.train())
+
+
+@dataclass(frozen=True)
+class QATInputs:
+    """What a ``qmlp quantize`` checkpoint and the options say about its QAT run, read before any model is built."""
+
+    meta: dict  # the checkpoint's keys (arch, recipe, data, model_source...), weights included
+    teacher: Optional[str]  # the float checkpoint to distil from
+    options: dict  # epochs, lr, batch_size, seed, workers: as given, else an NNCF 2.x config's, else the defaults
+
+
+def qat_inputs(checkpoint: str, teacher: Optional[str] = None, config: Optional[str] = None,
+               **given: Optional[float]) -> QATInputs:
+    """Check that ``checkpoint`` is quantized; the teacher (given, else the model it was quantized from; a zoo name
+    becomes its checkpoint) and the training options (``given`` values that are not None win over the ``config``'s
+    ``epochs`` / ``batch_size`` / ``optimizer.base_lr`` / ``seed`` / ``workers``, which win over the defaults)."""
+    from ..checkpoint import read_checkpoint
+
+    meta = read_checkpoint(checkpoint)
+    if "nncf_config" not in meta:
+        raise ValueError(f"{checkpoint} is not quantized: make one with `qmlp quantize`")
+    training = {}
+    if config:
+        from .config import load_config
+
+        training = load_config(config).training
+    d = QATSettings()
+    defaults = {"epochs": d.epochs, "lr": d.lr, "batch_size": d.batch_size, "seed": 0, "workers": -1}
+    options = {key: given[key] if given.get(key) is not None else training.get(key, default)
+               for key, default in defaults.items()}
+    teacher = teacher or meta.get("model_source") or meta.get("source")
+    if isinstance(teacher, str) and not Path(teacher).is_file():
+        from ..zoo import get_entry
+
+        teacher = str(get_entry(teacher).checkpoint)
+    return QATInputs(meta, teacher, options)

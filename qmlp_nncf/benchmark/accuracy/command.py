@@ -9,9 +9,8 @@ from typing import Optional
 
 import torch
 
-from ...atomic import write_json_atomic
 from ...quantization.qat import QATSettings
-from ..console import nncf_output_to_stderr
+from ..console import nncf_output_to_stderr, run_command, write_json
 from .ablation import ablate
 from .models import AccuracyError, BenchModel, zoo_models
 from .reference import REFERENCE, compare_reference, load_reference, update_reference
@@ -83,56 +82,58 @@ def build_parser():
 def main(argv: Optional[list[str]] = None) -> int:
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "0")
     args = build_parser().parse_args(argv)
+    return run_command("accuracy", lambda: _run(args, argv))
+
+
+def _run(args, argv: Optional[list[str]]) -> int:
     this_command = "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")  # tracing in ov.convert_model
-    try:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        if args.json and Path(args.json).is_dir():
-            raise AccuracyError(f"--json {args.json} is a folder; give a file path such as {args.json}/accuracy.json")
-        from ...sources import DataSource, ModelSource, parse_model_kwargs
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.json and Path(args.json).is_dir():
+        raise AccuracyError(f"--json {args.json} is a folder; give a file path such as {args.json}/accuracy.json")
+    from ...sources import DataSource, ModelSource, parse_model_kwargs
 
-        data = DataSource(spec=args.data, data_dir=args.data_dir).to_json() if args.data else {}
-        custom = bool(args.checkpoint or args.pretrained_file or args.model_kwargs)
-        if custom and len(args.model) > 1:
-            raise AccuracyError("--checkpoint/--pretrained-file/--model-kwargs describe one model: give at most one --model")
-        models = [BenchModel.from_source(ModelSource(args.model[0] if args.model else None, args.checkpoint,
-                                                     args.pretrained_file, parse_model_kwargs(args.model_kwargs)))
-                  ] if custom else None
-        cfg = AccuracyConfig(models=[] if custom else args.model, recipes=args.recipe, matching_only=args.matching_only,
-                             limit=args.limit, calibration_size=args.calibration_size, seeds=args.seeds,
-                             export_ir=not args.no_ir, reference=args.check_reference,
-                             qat=args.qat or bool(args.qat_recipe), qat_recipes=args.qat_recipe, ir_dir=args.ir_dir,
-                             qat_settings=QATSettings(epochs=args.qat_epochs, train_subset=args.qat_train_subset,
-                                                      lr=args.qat_lr, distill_weight=args.qat_distill_weight),
-                             data_dir=args.data_dir, data=data, progress=not args.no_progress,
-                             rows_file=f"{args.json}.rows.jsonl" if args.json and not args.ablate else None,
-                             resume=args.resume)
-        if args.ablate:
-            if (len(args.recipe) != 1 or args.model or args.qat or args.check_reference or args.update_reference
-                    or args.seeds != 1):
-                raise AccuracyError("--ablate MODEL takes exactly one --recipe, and no --model, --qat, --seeds or "
-                                    "--check/--update-reference")
-            with nncf_output_to_stderr():
-                result = ablate(models[0] if models else zoo_models([args.ablate])[0], args.recipe[0], cfg)
-            print(ablation_markdown(result))
+    if args.data:
+        DataSource(spec=args.data, data_dir=args.data_dir).check("train", "val")  # before any model is built
+    data = DataSource(spec=args.data, data_dir=args.data_dir).to_json() if args.data else {}
+    custom = bool(args.checkpoint or args.pretrained_file or args.model_kwargs)
+    if custom and len(args.model) > 1:
+        raise AccuracyError("--checkpoint/--pretrained-file/--model-kwargs describe one model: give at most one --model")
+    models = [BenchModel.from_source(ModelSource(args.model[0] if args.model else None, args.checkpoint,
+                                                 args.pretrained_file, parse_model_kwargs(args.model_kwargs)))
+              ] if custom else None
+    cfg = AccuracyConfig(models=[] if custom else args.model, recipes=args.recipe, matching_only=args.matching_only,
+                         limit=args.limit, calibration_size=args.calibration_size, seeds=args.seeds,
+                         export_ir=not args.no_ir, reference=args.check_reference,
+                         qat=args.qat or bool(args.qat_recipe), qat_recipes=args.qat_recipe, ir_dir=args.ir_dir,
+                         qat_settings=QATSettings(epochs=args.qat_epochs, train_subset=args.qat_train_subset,
+                                                  lr=args.qat_lr, distill_weight=args.qat_distill_weight),
+                         data_dir=args.data_dir, data=data, progress=not args.no_progress,
+                         rows_file=f"{args.json}.rows.jsonl" if args.json and not args.ablate else None,
+                         resume=args.resume)
+    if args.ablate:
+        if (len(args.recipe) != 1 or args.model or args.qat or args.check_reference or args.update_reference
+                or args.seeds != 1):
+            raise AccuracyError("--ablate MODEL takes exactly one --recipe, and no --model, --qat, --seeds or "
+                                "--check/--update-reference")
+        with nncf_output_to_stderr():
+            result = ablate(models[0] if models else zoo_models([args.ablate])[0], args.recipe[0], cfg)
+        print(ablation_markdown(result))
+    else:
+        reference = load_reference(args.check_reference) if args.check_reference else None
+        if args.report:
+            if args.model or args.recipe or custom or args.qat or args.qat_recipe:
+                raise AccuracyError("--report merges results measured before: drop --model, --recipe, "
+                                    "--checkpoint and --qat")
+            result = merge([_read_result(p) for p in args.report], load_targets(args.check_reference or REFERENCE))
         else:
-            reference = load_reference(args.check_reference) if args.check_reference else None
-            if args.report:
-                if args.model or args.recipe or custom or args.qat or args.qat_recipe:
-                    raise AccuracyError("--report merges results measured before: drop --model, --recipe, "
-                                        "--checkpoint and --qat")
-                result = merge([_read_result(p) for p in args.report], load_targets(args.check_reference or REFERENCE))
-            else:
-                with nncf_output_to_stderr():
-                    result = run(cfg, models)
-                result["command"] = this_command
-            print(markdown(result))
-    except (ValueError, FileNotFoundError, KeyError) as e:  # AccuracyError, SpecError, DataError, ExportError...
-        print(f"accuracy: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
-        return 2
+            with nncf_output_to_stderr():
+                result = run(cfg, models)
+            result["command"] = this_command
+        print(markdown(result))
     if args.json:
-        write_json_atomic(args.json, result, indent=1)
+        write_json(args.json, result)
         Path(f"{args.json}.rows.jsonl").unlink(missing_ok=True)  # the result holds every row now
         print(f"wrote {args.json}", file=sys.stderr)
     if args.ablate:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...atomic import write_json_atomic
+from ..console import write_json
 from .models import AccuracyError
 
 REFERENCE = Path(__file__).resolve().parents[3] / "benchmarks" / "reference_accuracy.json"
@@ -85,4 +85,4 @@ def update_reference(path: str | Path, rows: list[dict], tolerance: float, comma
     kept = [e for e in data["entries"] if entry_key(e) not in new]
     data["entries"] = sorted(kept + list(new.values()),
                              key=lambda e: (-e["n"], e["model"], e["recipe"], e.get("mode", "ptq"), e.get("seeds", 1)))
-    write_json_atomic(path, data, indent=1)
+    write_json(path, data)

@@ -1,0 +1,39 @@
+"""Which recipe is for which model: the written recipes grouped by their ``expects_qmlp`` field, and the ``auto:``
+searches, which fit any model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+QMLP_MODELS = "Q-MLP (converted) models"
+ANY_MODEL = "any model"
+ADVICE = ("an unconverted model (e.g. a pretrained timm model) at 4 bit: auto:w4a4, searched for that model; the "
+          "qmlp_* 4-bit recipes are made for converted models (`qmlp convert` + `qmlp finetune` first)")
+
+
+@dataclass(frozen=True)
+class RecipeEntry:
+    name: str
+    description: str
+    for_models: str  # QMLP_MODELS or ANY_MODEL
+
+
+def recipe_catalog() -> list[RecipeEntry]:
+    """Every recipe by name (``recipes/*.json``), then the ``auto:`` targets."""
+    from .auto import TARGETS
+    from .recipes import list_recipes, load_recipe
+
+    entries = []
+    for name in list_recipes():
+        recipe = load_recipe(name)
+        entries.append(RecipeEntry(name, recipe.description, QMLP_MODELS if recipe.expects_qmlp else ANY_MODEL))
+    return entries + [RecipeEntry(f"auto:{t}", f"searched for the model on its calibration data: every Linear inside "
+                                              f"the blocks {t[:2]} weights, {t[2:]} inputs (quantization.auto)",
+                                  ANY_MODEL) for t in TARGETS]
+
+
+def catalog_text(entries: list[RecipeEntry]) -> str:
+    """The recipes grouped by the models they are for, and the advice for unconverted models."""
+    lines = []
+    for group in (QMLP_MODELS, ANY_MODEL):
+        lines += [f"For {group}:"] + [f"  {e.name}: {e.description}" for e in entries if e.for_models == group] + [""]
+    return "\n".join(lines + [f"Recommended for {ADVICE}."])
