@@ -110,7 +110,7 @@ def weight_targets(quantized: nn.Module, roles: GraphRoles) -> list[_Target]:
 
 
 def _augment(x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    return torch.cat([x.float(), torch.ones(len(x), 1)], 1)
 
 
 @torch.no_grad()
@@ -134,7 +134,7 @@ def _statistics(quantized: nn.Module, float_model: nn.Module, group: list[_Targe
                 xq, xf = _augment(torch.cat(q_seen[t.op].seen)), _augment(torch.cat(f_seen[t.op]))
                 q_seen[t.op].seen.clear()
                 f_seen[t.op].clear()
-                new = (xq.T @ xq, xq.T @ xf, xf.T @ xf)
+                new = tuple(m.double() for m in (xq.T @ xq, xq.T @ xf, xf.T @ xf))  # one batch in f32, summed in f64
                 stats[t.op] = new if stats[t.op] is None else tuple(a + b for a, b in zip(stats[t.op], new))
     finally:
         for h in handles:
