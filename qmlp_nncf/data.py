@@ -170,11 +170,16 @@ class FashionMNIST(Dataset):
 
 
 def calibration_subset(dataset: Dataset, size: int = 300, seed: int = 0) -> Subset:
-    """A deterministic random subset, for calibration. Pass the *train* split (never test)."""
+    """A deterministic random subset of ``size`` items, for calibration; all of them (shuffled) when the dataset
+    holds fewer, as ``nncf.quantize`` does with a larger ``subset_size`` (the quantizer reports the count it
+    got). Pass the *train* split (never test)."""
     if getattr(dataset, "split", "train") not in ("train", None):
         raise ValueError("calibration data must come from the train split, not the test split")
-    if not 0 < size <= len(dataset):
-        raise ValueError(f"calibration size must be in 1..{len(dataset)}, got {size}")
+    if size < 1:
+        raise ValueError(f"calibration size must be >= 1, got {size}")
+    if len(dataset) == 0:
+        raise DataError("the calibration data holds no images: give a train split with at least one image")
+    size = min(size, len(dataset))
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     return Subset(dataset, order[:size].tolist())
 

@@ -1,11 +1,11 @@
 """Top-1 evaluation of torch models (float or NNCF fake-quant) on a dataset."""
 from __future__ import annotations
 
-import sys
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+
+from .progress import bar
 
 
 @torch.no_grad()
@@ -20,7 +20,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset | DataLoader, batch_size: 
     was_training = model.training
     model.eval()
     correct, seen, loss = 0, 0, 0.0
-    for x, y in tqdm(loader, desc=desc, disable=not progress, file=sys.stderr, leave=False):
+    for x, y in bar(loader, desc=desc, disable=not progress, leave=False):
         x, y = x.to(device), y.to(device)
         logits = model(x)
         correct += int((logits.argmax(-1) == y).sum())

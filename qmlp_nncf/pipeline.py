@@ -132,7 +132,8 @@ def quantize_ir_to_dir(ir: str | Path, data: DataSource, choice: RecipeChoice, o
     size = calibration_size or getattr(choice.recipe, "calibration_size", 300)
     calib = data.calibration(info, size, seed)
     _int8_note(getattr(choice.recipe, "weight_compression", None) is None)
-    result = quantize(model, calib, choice.recipe, ignored_scope=choice.ignored_scope, log=log)
+    result = quantize(model, calib, choice.recipe, ignored_scope=choice.ignored_scope, calibration_size=size,
+                      log=log)
     metrics = ir_top1(result.model, val, batch_size=batch_size, progress=progress)
     meta = {"input_shape": [1, *info.input_size], "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **versions(), "recipe": result.recipe.name, "backend": "openvino", "source_ir": str(ir),

@@ -2,14 +2,14 @@
 top-1 agreement with the torch model it came from."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+
+from ..progress import bar
 
 
 def load_ir(xml_or_model) -> Any:
@@ -39,8 +39,7 @@ def _predictions(xml_or_model, dataset: Dataset, batch_size: int, device: str, h
     compiled = ov.Core().compile_model(model, device, {"INFERENCE_PRECISION_HINT": hint})
     request = compiled.create_infer_request()
     preds, labels = [], []
-    for x, y in tqdm(DataLoader(dataset, batch_size=batch_size), desc="eval IR", disable=not progress,
-                     file=sys.stderr, leave=False):
+    for x, y in bar(DataLoader(dataset, batch_size=batch_size), desc="eval IR", disable=not progress, leave=False):
         n = len(x)
         if n < batch_size:  # static shape: pad the last batch, drop the padding's outputs
             x = torch.cat([x, x.new_zeros(batch_size - n, *x.shape[1:])])

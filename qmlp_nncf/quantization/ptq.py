@@ -54,6 +54,18 @@ def calibration_items(dataset: Iterable, size: int) -> list[torch.Tensor]:
     return items[:size]
 
 
+def short_data_note(recipe: str, have: int, size: int, auto: bool = False) -> str:
+    """The one note when the data holds fewer than the ``size`` calibration items ``recipe`` asks for (plus the
+    ``AUTO_HOLDOUT`` held-out items of an ``auto:`` search): what runs on the ``have`` there are."""
+    if not auto:
+        return f"note: {recipe} calibrates on {size} items; the data holds {have}: calibrating on those {have}"
+    asks = f"note: {recipe} searches on {size} items and chooses its finish on {AUTO_HOLDOUT} more held out"
+    if have > size:
+        return f"{asks}; the data holds {have}: the finish is chosen on the {have - size} beyond the search's {size}"
+    return (f"{asks}; the data holds {have}: searching on all {have} and choosing the finish on them too "
+            f"(give {size + AUTO_HOLDOUT} or more to hold some out)")
+
+
 def _nncf_range(rng: RangeSpec, symmetric: bool) -> RangeEstimatorParameters:
     if rng.estimator == "percentile":
         p = 1.0 - rng.percentile / 100.0
@@ -215,14 +227,12 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     t0 = time.time()
     size = calibration_size or (AUTO_CALIBRATION if auto else recipe.calibration_size)
     items = calibration_items(dataset, size + (AUTO_HOLDOUT if auto else 0))
+    if len(items) < size + (AUTO_HOLDOUT if auto else 0):
+        log(short_data_note(recipe if auto else recipe.name, len(items), size, auto))
     items, holdout = items[:size], items[size:]
     search = None
     if auto:
         from .auto import auto_recipe
-
-        if not holdout:
-            log(f"{recipe}: the dataset has no items beyond the {len(items)} calibration items; the finish is "
-                f"chosen on the search's own items (give {size + AUTO_HOLDOUT} or more to hold some out)")
 
         log(f"{recipe}: searching the quantizer specs on {len(items)} calibration items "
             f"(at most {auto_max_minutes:g} min)")
@@ -270,7 +280,10 @@ def _quantize_openvino(model, dataset, recipe, ignored_scope, extra_rules, calib
         raise ValueError("the IR already holds FakeQuantize nodes (it is quantized); give the float IR")
     bound_heap_growth()
     t0 = time.time()
-    items = calibration_items(dataset, calibration_size or recipe.calibration_size)
+    size = calibration_size or recipe.calibration_size
+    items = calibration_items(dataset, size)
+    if len(items) < size:
+        log(short_data_note(recipe.name, len(items), size))
     ov_backend.check_items(model, items)
     recipe = recipe.with_rules(tuple(extra_rules))
     roles = ov_backend.graph_roles(model)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,12 +22,12 @@ import torch.nn.functional as F
 from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
-from tqdm import tqdm
 
 from ..checkpoint import (QUANTIZED_PROVENANCE, load_model, quantized_payload, read_checkpoint,
                           save_checkpoint)
 from ..device import autocast_dtype, ddp_backend, default_workers, select_device
 from ..evaluation import evaluate
+from ..progress import bar
 from ..sources import DataSource, ModelSource
 
 
@@ -179,9 +178,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, model: Optional[tor
             sampler = RandomSampler(train_set, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, num_workers=workers, drop_last=True,
                             pin_memory=device.type == "cuda", persistent_workers=False)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, file=sys.stderr,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
-        for i, (x, y) in enumerate(bar):
+        steps = bar(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, mininterval=1.0)
+        for i, (x, y) in enumerate(steps):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
                 logits = net(x)
@@ -198,7 +196,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print, model: Optional[tor
             sched.step_update(epoch * steps_per_epoch + i + 1)
             if ema is not None:
                 ema.update(model, step=epoch * steps_per_epoch + i + 1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
+            steps.set_postfix(loss=f"{loss.item():.3f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
         elapsed += time.time() - t0
         if rank == 0:
             eval_model = ema.module if ema is not None else model

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import time
 from dataclasses import asdict, replace
 
+from ...progress import bar
 from .models import AccuracyError, BenchModel, Log, check_recipes, load_float, stderr_log, test_set
 from .runner import AccuracyConfig, rounded
 
@@ -43,8 +43,6 @@ def ablate(model: BenchModel, recipe_name: str, cfg: AccuracyConfig, log: Log = 
     ``quantizers_changed`` counts the quantizers whose spec (or presence) differs from the full
     recipe's: 0 means the removed rule matched nothing on this model.
     """
-    from tqdm import tqdm
-
     from ...evaluation import evaluate
     from ...quantization import load_recipe, quantize
 
@@ -58,8 +56,8 @@ def ablate(model: BenchModel, recipe_name: str, cfg: AccuracyConfig, log: Log = 
     calibration = data.calibration(float_model, size)
     float_top1 = evaluate(float_model, test, progress=cfg.progress, desc="float")["top1"]
     rows, specs = [], []
-    for label, variant in tqdm(ablation_variants(recipe, model.family), desc="ablation", unit="variant",
-                               disable=not cfg.progress, file=sys.stderr):
+    for label, variant in bar(ablation_variants(recipe, model.family), desc="ablation", unit="variant",
+                              disable=not cfg.progress):
         t0 = time.perf_counter()
         q = quantize(copy.deepcopy(float_model), calibration, variant, calibration_size=size, log=log)
         top1 = evaluate(q.model, test, progress=cfg.progress, desc="eval")["top1"]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ...progress import bar
 from ...quantization.qat import QATSettings
 from ..ov_latency import machine_info
 from . import targets as T
@@ -105,8 +105,6 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
     ``rows`` has one entry per seed, ``summary`` one per model x recipe x mode with the mean and sd over
     seeds; the targets (``targets.py``) are checked on the summary. ``models`` overrides the zoo lookup.
     """
-    from tqdm import tqdm
-
     from ...evaluation import evaluate
     from ...quantization import quantize
     from ...quantization.ptq import items_wanted
@@ -122,9 +120,9 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
     done = _done_rows(cfg)
     with tempfile.TemporaryDirectory(prefix="qmlp-accuracy-") as tmp:
         ir_root = Path(cfg.ir_dir or tmp)
-        bar = tqdm(runs, desc="accuracy", unit="run", disable=not cfg.progress, file=sys.stderr)
-        for model, recipe_name, mis, seed in bar:
-            bar.set_postfix_str(f"{model.name}/{recipe_name}" + (f"/seed {seed}" if cfg.seeds > 1 else ""))
+        steps = bar(runs, desc="accuracy", unit="run", disable=not cfg.progress)
+        for model, recipe_name, mis, seed in steps:
+            steps.set_postfix_str(f"{model.name}/{recipe_name}" + (f"/seed {seed}" if cfg.seeds > 1 else ""))
             float_model, arch = load_float(model)
             test = test_set(cfg.limit, model=float_model, data=data)
             if model.name not in floats:

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Optional
 
+from ...progress import bar as progress_bar
 from .build import build_sources, ir_source
 from .device import (compile_ir, error_summary, execution_devices, hint_supported, int8_supported, machine_info,
                      precision_census, resolve_devices)
@@ -72,7 +73,6 @@ def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
     slows them alike), and a row holds the median of its rounds (``runs`` keeps each round's numbers).
     A measurement whose model fails to compile is listed in ``failures`` (and ``notes``), not raised."""
     import openvino as ov
-    from tqdm import tqdm
 
     core = ov.Core()
     machine = machine or machine_info()
@@ -98,8 +98,7 @@ def run(sources: list[IRSource], cfg: BenchConfig, progress: bool = True,
                          f"{failures[-1]['error']}")
             log(f"note: {notes[-1]}")
     runs: list[list[dict]] = [[] for _ in compiled]
-    bar = tqdm(total=len(compiled) * cfg.repeats, desc="benchmark", unit="run", disable=not progress,
-               file=sys.stderr)
+    bar = progress_bar(total=len(compiled) * cfg.repeats, desc="benchmark", unit="run", disable=not progress)
     checks: list[list[dict]] = [[] for _ in compiled]
     for _ in range(cfg.repeats):
         for i, ((src, device, hint, mode, batch), model) in enumerate(compiled):

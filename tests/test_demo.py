@@ -1,0 +1,69 @@
+"""`make demo` (issue 29): the report leads with what Q-MLP buys and the speed table, carries no targets or
+met/MISSED claims, says which numbers are reference numbers, and a log of the demo holds no progress frames."""
+import os
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+
+from qmlp_nncf import demo_report as R
+
+TARGET_WORDS = re.compile(r"[Tt]arget|MISSED|\bmet\b|Margin:")
+
+
+def _rows():
+    rows = []
+    for variant, model, recipe in R.variants("mixer"):
+        rows.append({"family": "mixer", "variant": variant, "model": model, "recipe": recipe,
+                     "top1": {"fp32": 0.899, "qmlp_w4a4": 0.8958}.get(recipe, 0.89),
+                     "ir_mb": 3.3 if recipe == "fp32" else 0.9, "source": R.REFERENCE_LABEL})
+    return rows
+
+
+def test_what_it_buys_table_compares_with_the_float_model():
+    table = R.buys_table(_rows())
+    assert table[0][:5] == ["family", "variant", "model", "recipe", "top-1 %"]
+    by = {r[1]: r for r in table[1:]}
+    assert list(by) == ["float", "stock NNCF int8", "Q-MLP int8", "stock 4-bit", "Q-MLP 4-bit"]
+    assert by["Q-MLP 4-bit"][2] == "qmlp_mixer_fmnist" and by["stock 4-bit"][2] == "mixer_fmnist"
+    assert by["Q-MLP 4-bit"][5] == "-0.32" and by["float"][5] == "-" and by["Q-MLP int8"][7] == "0.27x"
+    assert not any(TARGET_WORDS.search(c) for r in table for c in r)
+
+
+def test_reference_numbers_are_the_three_seed_full_test_set_entries():
+    ref = R.reference_top1()
+    assert ref[("qmlp_mixer_fmnist", "qmlp_w4a4")]["ir_top1"] == 0.89577  # ptq, not the qat entry
+    assert ("resmlp_fmnist", "nncf_default_w8a8") not in ref  # 1000 images, 1 seed: not a reference row here
+
+
+def test_speed_table_gives_ratios_with_their_spread():
+    def row(recipe, hint, mode, **kw):
+        return {"model": "qmlp_mixer_b16_224", "recipe": recipe, "hint": hint, "mode": mode, "batch": 16,
+                "ir_mb": 60.0, "latency_median_ms": 10.0, "fps": 100.0, **kw}
+    rows = [row("fp32", h, m) for h in ("f32", "bf16") for m in ("latency", "throughput")]
+    rows += [row("qmlp_w8a8", "f32", "throughput", speedup_vs_fp32=2.5, speedup_vs_fp32_range=[2.4, 2.7],
+                 speedup_vs_ref=1.2, speedup_vs_ref_range=[1.1, 1.3]),
+             row("qmlp_w8a8", "bf16", "throughput", speedup_vs_fp32_bf16=1.5, speedup_vs_fp32_bf16_range=[1.4, 1.6])]
+    table = R.speed_table({"rows": rows, "config": {"versus": "nncf_default_w8a8"}})
+    assert table[0] == ["Q-MLP int8 (qmlp_w8a8) against", "b1 latency speedup", "b16 throughput speedup"]
+    assert table[1] == ["the float IR, f32", "-", "2.50x [2.40-2.70]"]
+    assert table[2][2] == "1.50x [1.40-1.60]" and table[3][0] == "stock NNCF int8 (nncf_default_w8a8)"
+
+
+def test_quick_demo_writes_the_story_into_a_plain_log(tmp_path):
+    """Every step of the demo, quick (one family, few images, short measurements), output to a pipe."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "qmlp_nncf.demo", "--quick", "--out", str(tmp_path / "demo")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, timeout=900)
+    log = r.stdout.decode()
+    assert r.returncode == 0, log[-3000:]
+    assert "\r" not in log
+    for step in ("zoo", "what it buys", "speed", "activation ranges", "report"):
+        assert re.search(rf"\[\d/5\] {step}.*: done in \d+ s", log), step
+    assert not TARGET_WORDS.search(log.replace("target_device", ""))
+    html = (tmp_path / "demo" / "report.html").read_text()
+    titles = re.findall(r"<h2>(.*?)</h2>", html)
+    assert titles[0] == "What it buys" and titles[1].startswith("Speed where int8 matters")
+    assert "Demo time" in titles and R.REFERENCE_LABEL in html and "measured here" in html
+    assert not TARGET_WORDS.search(re.sub(r"<img[^>]*>", "", html))
