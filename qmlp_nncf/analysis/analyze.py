@@ -16,9 +16,9 @@ from typing import Callable, Optional
 
 import torch
 
-from ..quantization.auto import AutoResult, search
+from ..quantization.auto import AutoResult, finish_auto, search
 from ..quantization.probe import Probe, block_of, site_group
-from ..quantization.ptq import calibration_items, finish_auto
+from ..quantization.ptq import calibration_items
 from . import report as rpt
 from .sensitivity import Sensitivity, sweep
 
@@ -121,7 +121,7 @@ def analyze(model: torch.nn.Module, data, out: Optional[str | Path] = None, *, n
         log(f"analyze {name}: searching the auto:{suggest} recipe (at most {share:g} min)")
         suggestion = search(probe, suggest, share, log)
         calib = data.calibration(model, calibration_size, seed)  # the probe's calibration images
-        finish_auto(model, calibration_items(calib, calibration_size), suggestion, log)
+        suggestion = finish_auto(model, calibration_items(calib, calibration_size), suggestion, log)
     compare_ranges = None
     if compare is not None:
         log(f"analyze {name}: range statistics of {compare_name}")
