@@ -12,7 +12,7 @@ import torch
 import qmlp_nncf.models  # noqa: F401  (registers the zoo models with timm)
 from qmlp_nncf.quantization import Rule, SpecError, load_config, load_recipe, quantize
 from qmlp_nncf.quantization.config import strip_json_comments, translate_nncf2_scope
-from qmlp_nncf.quantization.ptq import _check_ignored_scope, _check_scopes
+from qmlp_nncf.quantization.scopes import check_ignored_scope, check_scopes
 from qmlp_nncf.quantization.range_tuning import RangeTuning
 from qmlp_nncf.quantization.roles import GraphRoles, Site
 from qmlp_nncf.quantization.specs import QuantizerSpec, RangeSpec
@@ -137,8 +137,8 @@ def test_example_config_in_docs_loads_and_its_scopes_match_the_zoo_model():
     assert cfg.recipe.name == "qmlp_w8a8+qmlp_config"
     model = timm.create_model(cfg.model)
     roles = GraphRoles(nncf.build_graph(model, example_input=torch.zeros(cfg.input_shape)))
-    _check_scopes(cfg.recipe.rules, roles)
-    _check_ignored_scope(cfg.ignored_scope, roles)
+    check_scopes(cfg.recipe.rules, roles)
+    check_ignored_scope(cfg.ignored_scope, roles)
 
 
 def test_quantizer_kind_rule():
@@ -342,7 +342,7 @@ def test_translated_scopes_name_the_ops_of_torchvision_resnet50():
     cfg = load_config(NNCF2 / "resnet50_imagenet_mixed_int_manual.json", recipe="qmlp_w4a4", log=lambda m: None)
     graph = nncf.build_graph(torchvision.models.resnet50().eval(), example_input=torch.zeros(cfg.input_shape))
     rules = bitwidth_rules(cfg)
-    _check_scopes(rules, GraphRoles(graph))
+    check_scopes(rules, GraphRoles(graph))
     ops = [n.node_name for n in graph.get_all_nodes() if n.node_type not in ("nncf_model_const", "nncf_model_output")]
     assert all(sum(bool(re.fullmatch(rule.scope, op)) for op in ops) == 1 for rule in rules)
 
@@ -628,9 +628,9 @@ def test_overflow_fix_maps_to_half_range_specs_or_to_nncf():
     assert stock.nncf.overflow_fix == "first_layer_only" and not stock.weights.half_range
     from nncf.quantization.advanced_parameters import OverflowFix
 
-    from qmlp_nncf.quantization.ptq import _nncf_kwargs
+    from qmlp_nncf.quantization.nncf_settings import nncf_kwargs
 
-    adv = _nncf_kwargs(stock, None)["advanced_parameters"]  # NNCF's fix beside, not instead of, its other settings
+    adv = nncf_kwargs(stock, None)["advanced_parameters"]  # NNCF's fix beside, not instead of, its other settings
     assert adv.overflow_fix == OverflowFix.FIRST_LAYER
-    assert adv.activations_quantization_params == _nncf_kwargs(recipe(None, "nncf_default_w8a8"), None)[
+    assert adv.activations_quantization_params == nncf_kwargs(recipe(None, "nncf_default_w8a8"), None)[
         "advanced_parameters"].activations_quantization_params

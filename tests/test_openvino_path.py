@@ -169,11 +169,11 @@ def test_stock_4bit_baseline_rebuilds_signed_symmetric_ranges(calib):
     """Forcing 4 bits on NNCF's signed symmetric FakeQuantize [-h * 256/254, h] must give [-h * 16/14, h], as
     ``num_bits = 4`` does on NNCF's torch quantizer; keeping the 8-bit low put zero off the grid (gMLP: -35 pt)."""
     from qmlp_nncf.quantization import quantize
-    from qmlp_nncf.quantization.ov_backend import _fake_quantizes
+    from qmlp_nncf.quantization.ov_backend import fake_quantizes
 
     model = quantize(_float_ir(_load("qmlp_gmlp_fmnist")), calib[:16], "nncf_transformer_w4a4").model
     signed = 0
-    for fq in _fake_quantizes(model):
+    for fq in fake_quantizes(model):
         levels = fq.get_attributes()["levels"]
         low, high = (float(fq.input_value(i).get_node().get_data().reshape(-1)[0]) for i in (1, 2))
         assert low != pytest.approx(-high * 256 / 254, rel=1e-5) or levels == 256

@@ -13,7 +13,7 @@ from qmlp_nncf.data import calibration_subset
 from qmlp_nncf.quantization import SpecError, load_recipe, quantize
 from qmlp_nncf.quantization.range_tuning import (RangeTuning, _block_outputs, quantized_weights, range_parameters,
                                                  tune_ranges)
-from qmlp_nncf.quantization.respec import quantizer_high, quantizer_low
+from qmlp_nncf.quantization.postpass.torch_backend import quantizer_high, quantizer_low
 from qmlp_nncf.quantization.roles import GraphRoles
 
 pytestmark = pytest.mark.usefixtures("one_thread")

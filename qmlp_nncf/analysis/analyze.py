@@ -17,9 +17,9 @@ from typing import Callable, Optional
 import torch
 
 from ..atomic import staged_folder, write_json_atomic
-from ..quantization.auto import AutoResult, search
+from ..quantization.auto import AutoResult, finish_auto, search
 from ..quantization.probe import Probe, block_of, site_group
-from ..quantization.ptq import calibration_items, finish_auto
+from ..quantization.ptq import calibration_items
 from ..quantization.reparam import Reparameterization, reparameterize
 from . import report as rpt
 from .sensitivity import Sensitivity, sweep
@@ -127,7 +127,7 @@ def analyze(model: torch.nn.Module, data, out: Optional[str | Path] = None, *, n
     if suggest:
         log(f"analyze {name}: searching the auto:{suggest} recipe (at most {share:g} min)")
         suggestion = search(probe, suggest, share, log)
-        finish_auto(model, calib, suggestion, log)
+        suggestion = finish_auto(model, calib, suggestion, log)
     compare_ranges = None
     if compare is not None:
         log(f"analyze {name}: range statistics of {compare_name}")

@@ -16,15 +16,21 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
+import nncf
 import torch
 
-from .probe import (EDGE_INPUT_ROLES, Metrics, Probe, activation_variants, is_block_weight, is_gemm_input,
+from ..models.surgery import family_of_module
+from .error_correction import ErrorCorrection
+from .postpass.algorithm import post_training
+from .postpass.torch_backend import TorchBackend
+from .probe import (EDGE_INPUT_ROLES, Metrics, Probe, activation_variants, compare, is_block_weight, is_gemm_input,
                     quantized_by_transformer_placement, site_group, weight_variants)
-from .recipes import Recipe
-from .roles import Site
+from .recipes import Recipe, recipe_data
+from .reparam import Reparameterization
+from .roles import GraphRoles, Site
 from .specs import QuantizerSpec, RangeSpec, SpecError
 
 TARGETS = {"w4a4": (4, 4), "w4a8": (4, 8), "w8a8": (8, 8)}
@@ -220,3 +226,98 @@ def auto_recipe(model: torch.nn.Module, items: list[torch.Tensor], target: str, 
     result = search(probe, target.split(":", 1)[-1], max_minutes, log)
     result.seconds += probe.setup_seconds
     return result
+
+
+# ---------------------------------------------------------------- the finish (quantize's last step for "auto:...")
+AUTO_CANDIDATES = {"w4a4": ("qmlp_w4a4", "nncf_transformer_w4a4", "plain_w4a4_p999", "plain_w4a4_p9999"),
+                   "w4a8": ("qmlp_w4a8",), "w8a8": ("qmlp_w8a8", "nncf_transformer_w8a8")}
+AUTO_FINISHES = {"bias correction": {"fast_bias_correction": True},
+                 "SmoothQuant + bias correction": {"fast_bias_correction": True, "smooth_quant": True}}
+_AIDS = {"error correction": {"error_correction": ErrorCorrection()},
+         "reparameterization + error correction": {"reparameterize": Reparameterization(),
+                                                   "error_correction": ErrorCorrection()}}
+AUTO_AIDS = {"w4a4": _AIDS, "w4a8": _AIDS}  # tried on the finish kept, for 4-bit targets
+
+
+@dataclass(frozen=True)
+class Finish:
+    """One candidate finish: its label, its KL to the float model, the quantized model with its decisions, the recipe
+    that made it, and what it does to the searched recipe's JSON (``nncf`` settings, or a written recipe's JSON)."""
+
+    label: str
+    kl: float
+    quantized: torch.nn.Module
+    decisions: list
+    recipe: Recipe
+    nncf_settings: dict = field(default_factory=dict)
+    recipe_json: Optional[dict] = None
+    summaries: dict = field(default_factory=dict)  # post_training's summaries (error correction, ...)
+
+    def json_for(self, search: AutoResult) -> dict:
+        """The recipe JSON this finish makes of the search's."""
+        return self.recipe_json or {**search.recipe_json, "nncf": {**search.recipe_json["nncf"], **self.nncf_settings}}
+
+    def applied_to(self, search: AutoResult, kls: dict, chosen_on: int) -> AutoResult:
+        """``search`` with this finish kept (a new result; ``search`` is left as it is)."""
+        return replace(search, recipe=self.recipe, recipe_json=self.json_for(search),
+                       finish={"kl": kls, "kept": self.label, "chosen_on": chosen_on})
+
+
+@torch.no_grad()
+def finish(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult, recipe: Recipe, as_searched: tuple,
+           roles: GraphRoles, family: str, ignored_scope=None, holdout: Optional[list] = None,
+           log: Callable[[str], None] = lambda m: None) -> tuple[AutoResult, Finish]:
+    """The searched specs as they are (``recipe``: the search's, with any extra rules; ``as_searched``: its quantized
+    model, decisions and summaries), with NNCF's fast bias
+    correction, and with SmoothQuant and bias correction (which the search cannot see: they change the model around
+    NNCF's initial quantizers), and the written recipes of the same budget (``AUTO_CANDIDATES``), all calibrated on
+    ``items``; the one whose outputs are closest to the float model's on ``holdout`` (items the search never scored;
+    the search's own items when there are none) is kept, and the returned search's recipe says which. Held-out
+    items keep the choice from favouring the specs the search fitted to its own items. For a 4-bit target the
+    one kept is then tried with weight error correction, and with reparameterization and error correction
+    (``AUTO_AIDS``)."""
+    x = torch.cat(holdout if holdout else items[:EVAL_ITEMS])
+    where = "held-out calibration items" if holdout else "the calibration items"
+    reference = model(x)
+
+    def candidate(label: str, variant: Recipe, quantized=None, decisions=None, summaries=None, **kw) -> Finish:
+        if quantized is None:
+            quantized, decisions, summaries = post_training(TorchBackend(roles), model, items, variant, family,
+                                                            ignored_scope, log)
+        return Finish(label, compare(reference, quantized(x)).kl, quantized, decisions, variant,
+                      summaries=summaries or {}, **kw)
+
+    best = candidate("as searched", recipe, *as_searched)
+    kls = {best.label: best.kl}
+    for label, settings in AUTO_FINISHES.items():
+        c = candidate(label, replace(recipe, nncf=replace(recipe.nncf, **settings)), nncf_settings=settings)
+        kls[label] = c.kl
+        best = c if c.kl < best.kl else best
+    # the written recipes of the same bit budget are candidates too: the search must not end worse than them
+    for name in AUTO_CANDIDATES.get(search.target, ()):
+        data = recipe_data(name)
+        c = candidate(name, Recipe.from_dict(name, data))
+        kls[name] = c.kl
+        if c.kl < best.kl:
+            best = replace(c, recipe_json={**data, "description": (
+                f"auto:{search.target} chose the recipe {name} (closest to the float model on {where} among the "
+                f"searched specs and the written recipes). " + data.get("description", ""))})
+    # then the weights of the one kept, re-solved for its quantized inputs (what no spec search can do)
+    for label, aids in AUTO_AIDS.get(search.target, {}).items():
+        c = candidate(f"{best.label} + {label}", replace(best.recipe, **aids), recipe_json={
+            **best.json_for(search), **{key: knob.to_value() for key, knob in aids.items()}})
+        kls[c.label] = c.kl
+        best = c if c.kl < best.kl else best
+    log(f"{recipe.name}: kept {best.label} (KL " + ", ".join(f"{k} {v:.5f}" for k, v in kls.items()) + ")")
+    return best.applied_to(search, kls, len(x)), best
+
+
+def finish_auto(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult,
+                log: Callable[[str], None] = lambda m: None) -> AutoResult:
+    """:func:`finish` for a search made outside ``quantize`` (``qmlp analyze --suggest-recipe``): the returned
+    search's ``recipe`` / ``recipe_json`` name the finish that was kept."""
+    model = model.eval()
+    roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
+    family, _ = family_of_module(model)
+    as_searched = post_training(TorchBackend(roles), model, items, search.recipe, family, None, log)
+    return finish(model, items, search, search.recipe, as_searched, roles, family, log=log)[0]

@@ -7,10 +7,38 @@ its own estimator. Calibration runs in batches; every statistic is taken per ite
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .specs import QuantizerSpec
+from .specs import QuantizerSpec, RangeSpec
+
+CALIBRATION_BATCH = 16  # items per forward in the statistics passes (statistics stay per item)
+
+
+@dataclass(frozen=True)
+class EstimatorRule:
+    """How a range estimator reduces a tensor over the calibration items; the one table that the collectors, the
+    probe's statistics and the translation to NNCF's global estimator (``nncf_settings``) read."""
+
+    quantile: bool  # per item: the percentile (of |x| when symmetric, else of both tails); else min and max
+    mean: bool  # over the items: the mean of the per-item values; else the min of the lows and the max of the highs
+    shrink: bool = False  # the range then shrunk by the factor of least squared error (``mse``)
+
+
+ESTIMATOR_RULES = {"min_max": EstimatorRule(False, False), "mean_min_max": EstimatorRule(False, True),
+                   "percentile": EstimatorRule(True, True), "mse": EstimatorRule(False, False, shrink=True)}
+
+
+def estimator_rule(rng: RangeSpec) -> EstimatorRule:
+    return ESTIMATOR_RULES[rng.estimator]
+
+
+def batches(items: list, size: int = CALIBRATION_BATCH):
+    """``items`` in consecutive slices of ``size`` (the calibration passes' batches)."""
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 def quantile_from_top(top: torch.Tensor, n: int, q: float) -> torch.Tensor:
@@ -57,6 +85,29 @@ def mse_shrink(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, levels: i
     return factors[torch.stack(errors).argmin(dim=0)]
 
 
+def reduce_range(spec: QuantizerSpec, lows: list[float], highs: list[float], minimum: float,
+                 samples: list[torch.Tensor]) -> tuple[float, float]:
+    """``(low, high)`` of ``spec`` from per-item statistics (``lows`` / ``highs``: the estimator rule's per-item
+    values, ``minimum``: the smallest value seen, ``samples``: the ``mse`` estimator's); symmetric ranges are
+    ``(-a, a)``, or ``(0, a)`` for non-negative tensors."""
+    if not highs:
+        raise RuntimeError("the calibration data never reached this quantizer")
+    rule = estimator_rule(spec.range)
+    if rule.mean:
+        low = sum(lows) / len(lows) if lows else 0.0
+        high = sum(highs) / len(highs)
+    else:
+        low, high = min(lows), max(highs)
+    if spec.symmetric:
+        a = max(abs(low), abs(high))
+        low, high = (-a if minimum < 0 else 0.0), a
+    if rule.shrink:
+        f = float(mse_shrink(torch.cat(samples), torch.tensor(low, dtype=torch.float64),
+                             torch.tensor(high, dtype=torch.float64), spec.levels))
+        low, high = f * low, f * high
+    return low, high
+
+
 class RangeCollector(nn.Module):
     """Observes a tensor and reduces it to ``(low, high)`` with the spec's range estimator."""
 
@@ -72,9 +123,9 @@ class RangeCollector(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = x.detach().reshape(x.shape[0], -1).double()  # one row per calibration item
         self._min = min(self._min, float(v.min()))
-        rng = self.spec.range
-        if rng.estimator == "percentile":
-            q = rng.percentile / 100.0
+        rule = estimator_rule(self.spec.range)
+        if rule.quantile:
+            q = self.spec.range.percentile / 100.0
             if self.spec.symmetric:
                 self._highs += tail_quantile(v.abs(), q).tolist()
             else:
@@ -83,35 +134,12 @@ class RangeCollector(nn.Module):
         else:
             self._lows += v.amin(dim=1).tolist()
             self._highs += v.amax(dim=1).tolist()
-            if rng.estimator == "mse":
+            if rule.shrink:
                 for row in v:
                     pick = torch.randint(row.numel(), (min(row.numel(), MSE_SAMPLE),), generator=self._generator)
                     self._samples.append(row[pick])
         return x
 
-    @classmethod
-    def from_stats(cls, spec: QuantizerSpec, lows: list[float], highs: list[float], minimum: float,
-                   samples: list[torch.Tensor]) -> "RangeCollector":
-        """A collector holding already-reduced per-item statistics (``analysis.SiteStats`` collects them once
-        for many specs): ``range()`` then gives exactly what observing the same items would."""
-        c = cls(spec)
-        c._lows, c._highs, c._min, c._samples = list(lows), list(highs), minimum, list(samples)
-        return c
-
     def range(self) -> tuple[float, float]:
-        """``(low, high)``; symmetric ranges are ``(-a, a)``, or ``(0, a)`` for non-negative tensors."""
-        if not self._highs:
-            raise RuntimeError("the calibration data never reached this quantizer")
-        if self.spec.range.estimator in ("min_max", "mse"):
-            low, high = min(self._lows), max(self._highs)
-        else:
-            low = sum(self._lows) / len(self._lows) if self._lows else 0.0
-            high = sum(self._highs) / len(self._highs)
-        if self.spec.symmetric:
-            a = max(abs(low), abs(high))
-            low, high = (-a if self._min < 0 else 0.0), a
-        if self.spec.range.estimator == "mse":
-            f = float(mse_shrink(torch.cat(self._samples), torch.tensor(low, dtype=torch.float64),
-                                 torch.tensor(high, dtype=torch.float64), self.spec.levels))
-            low, high = f * low, f * high
-        return low, high
+        """``(low, high)`` (:func:`reduce_range` of what the collector saw)."""
+        return reduce_range(self.spec, self._lows, self._highs, self._min, self._samples)

@@ -18,8 +18,8 @@ the torch and the OpenVINO backend:
   after it run in int8 (a per-input range would leave a per-channel dequantization in front of the Transpose).
 
 A :class:`PlacementPlan` names what to remove (sites) and where to insert (NNCF node names); each backend
-applies it (``respec.apply_placement`` for torch hooks, ``ov_backend.apply_placement`` for FakeQuantize nodes)
-and the post-pass then specifies and calibrates the inserted quantizers like every other one.
+applies it (``apply_placement`` of ``postpass.torch_backend`` for torch hooks, of ``postpass.openvino_backend`` for
+FakeQuantize nodes) and the post-pass then specifies and calibrates the inserted quantizers like every other one.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 ``nncf.quantize`` places the quantizers (NNCF's placement, no bias correction, so with every site off the
 probe computes the float model exactly); each quantizer is then replaced by a :class:`SiteSwitch` that
-holds standard NNCF quantizers built by ``respec.build_quantizer`` from the project's own range estimators
+holds standard NNCF quantizers built by ``postpass.torch_backend.build_quantizer`` from the project's own range estimators
 (the same math as ``qmlp quantize``), one per spec asked for, and applies the active one. One calibration
 pass collects :class:`SiteStats` at every site; any spec's range is then derived from them without
 another pass. What the sensitivity analysis and ``recipe="auto:..."`` measure is what the post-pass would
@@ -22,11 +22,12 @@ from torch import nn
 from nncf.torch.function_hook import get_hook_storage
 from nncf.torch.quantization.layers import BaseQuantizer
 
-from .calibration import MSE_SAMPLE, RangeCollector, quantile_from_top
-from .ptq import _nncf_kwargs
+from .calibration import MSE_SAMPLE, estimator_rule, quantile_from_top, reduce_range
+from .nncf_settings import nncf_kwargs
+from .postpass.parameters import limits
+from .postpass.torch_backend import (build_quantizer, quantizer_high, quantizer_low, quantizer_sites, run_batches,
+                                     site_weight)
 from .recipes import NNCFSettings, Recipe
-from .respec import (CALIBRATION_BATCH, build_quantizer, quantizer_high, quantizer_low, quantizer_sites, site_weight,
-                     vector_weight_spec, weight_range)
 from .roles import GraphRoles, Site
 from .specs import QuantizerSpec, RangeSpec
 
@@ -71,7 +72,8 @@ class SiteStats:
     """Everything the range estimators and the report need of one tensor, over the calibration items:
     per-item min / max and tail percentiles (of x and of |x|), the fraction of negative values, the
     per-channel max |x| and a fixed-size random sample per item (the ``mse`` estimator's, and the
-    histograms'). ``range(spec)`` equals what ``calibration.RangeCollector(spec)`` gives on the same items."""
+    histograms'). ``range(spec)`` equals what ``calibration.RangeCollector(spec)`` gives on the same items
+    (``calibration.reduce_range`` of the statistics the estimator rule names)."""
 
     def __init__(self, percentiles: Iterable[float] = PERCENTILES):
         self.percentiles = tuple(sorted(percentiles))
@@ -110,16 +112,16 @@ class SiteStats:
             self.samples.append(row[pick].float())  # float32 inputs: lossless
 
     def range(self, spec: QuantizerSpec) -> tuple[float, float]:
-        est = spec.range.estimator
-        if est == "percentile":
+        rule = estimator_rule(spec.range)
+        if rule.quantile:
             p = float(spec.range.percentile)
             if p not in self.q_abs:
                 raise ValueError(f"percentile {p} was not collected; collected: {list(self.percentiles)}")
             lows, highs = ([], self.q_abs[p]) if spec.symmetric else (self.q_lo[p], self.q_hi[p])
-        else:  # min_max, mean_min_max, mse: per-item extremes
+        else:  # per-item extremes
             lows, highs = self.mins, self.maxs
-        samples = [s.double() for s in self.samples] if est == "mse" else []
-        return RangeCollector.from_stats(spec, lows, highs, min(self.mins), samples).range()
+        samples = [s.double() for s in self.samples] if rule.shrink else []
+        return reduce_range(spec, lows, highs, min(self.mins), samples)
 
     def sample(self) -> torch.Tensor:
         return torch.cat(self.samples)
@@ -187,7 +189,7 @@ class Probe:
         self.roles = GraphRoles(nncf.build_graph(model, example_input=calibration[0]))
         recipe = Recipe("probe", nncf=NNCFSettings(model_type=placement, fast_bias_correction=False))
         self.model = nncf.quantize(model, nncf.Dataset(calibration[:8]), subset_size=min(8, len(calibration)),
-                                   **_nncf_kwargs(recipe, None)).eval()
+                                   **nncf_kwargs(recipe, None)).eval()
         self.sites: list[Site] = quantizer_sites(self.model, self.roles)
         storage = get_hook_storage(self.model)
         self.switches: dict[str, SiteSwitch] = {}
@@ -219,8 +221,7 @@ class Probe:
             if not site.is_weight:
                 self.switches[site.hook_name].stats = self.stats[site.hook_name] = SiteStats()
         try:
-            for i in range(0, len(calibration), CALIBRATION_BATCH):
-                self.model(torch.cat(calibration[i:i + CALIBRATION_BATCH]))
+            run_batches(self.model, calibration)
         finally:
             for s in self.switches.values():
                 s.stats = None
@@ -240,12 +241,9 @@ class Probe:
         switch, key = self.switches[site.hook_name], _key(spec)
         if key not in switch.quantizers:
             if site.is_weight:
-                weight = site_weight(self.model, self.roles, site)
-                spec = vector_weight_spec(spec, weight.dim())
-                shape, low, high = weight_range(weight, spec)
+                spec, shape, low, high = limits(spec, weight=site_weight(self.model, self.roles, site))
             else:
-                lo, hi = self.stats[site.hook_name].range(spec)
-                shape, low, high = (1,), torch.tensor([lo]), torch.tensor([hi])
+                spec, shape, low, high = limits(spec, calibrated=self.stats[site.hook_name].range(spec))
             switch.quantizers[key] = build_quantizer(spec, shape, low, high, site.is_weight).eval()
         return switch.quantizers[key]
 

@@ -168,6 +168,11 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     return Recipe.from_dict(name, data)
 
 
+def recipe_data(name_or_path: str | Path) -> dict:
+    """The JSON object of a recipe by name or path, with ``extends`` resolved (a fresh dict to change and save)."""
+    return _recipe_data(name_or_path, ())[1]
+
+
 def _recipe_data(name_or_path: str | Path, chain: tuple[str, ...]) -> tuple[str, dict]:
     """The recipe's JSON object, with ``extends`` resolved (its keys over the base recipe's)."""
     path = Path(name_or_path)

@@ -1,0 +1,98 @@
+"""The post-pass, once for both backends: ``nncf.quantize`` with the recipe's global settings, then per quantizer
+placement -> spec resolution (family and recipe rules) -> ranges -> install, over a :class:`~.backend.PostPassBackend`.
+
+``nncf.quantize`` places the quantizers; the pass visits each one, finds its roles, applies the matching rules,
+and removes it (kept in float) or rebuilds it from the resulting spec with its range from
+``calibration.RangeCollector`` (``recalibrate=False``, the stock-NNCF baselines: only the bit width changes).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import nncf
+import torch
+
+from ..family_rules import family_rules
+from ..nncf_settings import NNCF_SEED_ITEMS, nncf_kwargs
+from ..placement import plan as placement_plan
+from ..recipes import Recipe
+from ..rules import Rule, resolve
+from ..scopes import check_scopes
+from ..specs import QuantizerSpec
+from .backend import PostPassBackend
+from .parameters import Decision, calibrated_ranges, limits
+
+
+@torch.no_grad()
+def respecify(backend: PostPassBackend, model, rules: Iterable[Rule], defaults: dict[str, QuantizerSpec],
+              items: list[torch.Tensor], recalibrate: bool = True, shared: Iterable[tuple] = ()) -> list[Decision]:
+    """Apply ``rules`` to every quantizer of the quantized ``model`` (in place).
+
+    ``defaults`` holds the base spec of ``"weights"`` and ``"activations"``. With ``recalibrate=False`` only the
+    bit width changes and NNCF's range and mode stay; otherwise each quantizer is rebuilt from its spec and
+    re-calibrated. ``shared``: groups of site names whose quantizers get one range (``placement``'s Concat inputs).
+    """
+    rules = list(rules)
+    decisions = []
+    for site in backend.sites(model):
+        spec, keep_float = resolve(site, rules, defaults["weights" if site.is_weight else "activations"])
+        decisions.append(Decision(site, None if keep_float else spec))
+    calibrated = {}
+    if recalibrate:
+        watch = [d for d in decisions if d.spec is not None and not d.site.is_weight]
+        calibrated = calibrated_ranges(backend.collect(model, watch, items), shared)
+    for d in decisions:
+        if d.spec is None:
+            backend.bypass(model, d.site)
+        elif not recalibrate:
+            backend.set_bits(model, d.site, d.spec.bits)
+        elif d.site.is_weight:
+            d.spec, shape, low, high = limits(d.spec, weight=backend.weight(model, d.site))
+            backend.install(model, d, shape, low, high)
+        else:
+            d.calibrated = calibrated[d.site.hook_name]
+            d.spec, shape, low, high = limits(d.spec, calibrated=d.calibrated)
+            backend.install(model, d, shape, low, high)
+    backend.finish(model, decisions, recalibrate)
+    return decisions
+
+
+def compress_weights(backend: PostPassBackend, model, recipe: Recipe, items: list[torch.Tensor]):
+    """``nncf.compress_weights`` (a weight-only recipe) on a copy of ``model``."""
+    from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
+
+    wc = recipe.weight_compression
+    return nncf.compress_weights(
+        backend.copy(model), mode=nncf.CompressWeightsMode(wc.mode),
+        group_size=wc.group_size if wc.mode.startswith("int4") else -1,
+        ratio=wc.ratio if wc.mode.startswith("int4") else None, dataset=nncf.Dataset(backend.inputs(items)),
+        advanced_parameters=AdvancedCompressionParameters(group_size_fallback_mode=GroupSizeFallbackMode.ADJUST))
+
+
+def post_training(backend: PostPassBackend, model, items: list[torch.Tensor], recipe: Recipe, family: str,
+                  ignored_scope: Optional[nncf.IgnoredScope], log) -> tuple[object, list[Decision], dict]:
+    """Reparameterization, ``nncf.quantize`` with the recipe's global settings, the rule post-pass, range tuning and
+    weight error correction, each as the recipe asks; returns the quantized model, the decisions (the report) and
+    the summaries of the optional steps (``range_tuning``, ``reparameterization``, ``error_correction``)."""
+    summaries = {}
+    if recipe.reparameterize is not None:  # function-preserving: the reparameterized model is the float reference
+        model, summaries["reparameterization"] = backend.reparameterize(model, items, recipe.reparameterize)
+        log(f"{recipe.name}: reparameterized {len(summaries['reparameterization']['folded'])} norm outputs per "
+            f"channel")
+    # with recalibrate the post-pass replaces every quantizer and its range from all items; NNCF's own
+    # statistics then only drive fast bias correction (and SmoothQuant), for which a seed set is enough
+    seeds = items[:NNCF_SEED_ITEMS] if recipe.recalibrate else items
+    quantized = backend.nncf_quantize(model, seeds, nncf_kwargs(recipe, ignored_scope))
+    rules = (family_rules(family) if recipe.family_rules else ()) + recipe.rules
+    check_scopes(rules, backend.roles)
+    defaults = {"weights": recipe.weights, "activations": recipe.activations}
+    shared = ()
+    if recipe.recalibrate and recipe.placement.active:
+        plan = placement_plan(backend.roles, backend.sites(quantized), recipe.placement, rules, recipe.activations)
+        shared = backend.apply_placement(quantized, plan, recipe.activations)
+    decisions = respecify(backend, quantized, rules, defaults, items, recalibrate=recipe.recalibrate, shared=shared)
+    if recipe.range_tuning is not None:
+        summaries["range_tuning"] = backend.tune_ranges(quantized, model, items, recipe, decisions, log)
+    if recipe.error_correction is not None:
+        summaries["error_correction"] = backend.correct_weights(quantized, model, items, recipe.error_correction, log)
+    return quantized, decisions, summaries

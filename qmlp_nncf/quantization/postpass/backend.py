@@ -1,0 +1,82 @@
+"""The backend interface of the post-pass (NNCF's ``min_max/backend.py`` style): what :mod:`.algorithm` asks of
+a quantized model, implemented over torch hooks (``torch_backend``) and over FakeQuantize nodes
+(``openvino_backend``)."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Optional
+
+import torch
+
+from ..calibration import RangeCollector
+from ..placement import PlacementPlan
+from ..roles import GraphRoles, Site
+from ..specs import QuantizerSpec
+from .parameters import Decision
+
+
+class PostPassBackend(ABC):
+    """One backend's model operations. ``roles``: the float model's graph roles (sites are named on it; None for
+    weight compression, which visits no sites)."""
+
+    def __init__(self, roles: Optional[GraphRoles] = None):
+        self.roles = roles
+
+    @abstractmethod
+    def copy(self, model):
+        """A copy of the float ``model`` (``nncf.compress_weights`` works in place)."""
+
+    @abstractmethod
+    def inputs(self, items: list[torch.Tensor]) -> list:
+        """The calibration items (batch-1 tensors) as the backend's model inputs."""
+
+    @abstractmethod
+    def nncf_quantize(self, model, items: list[torch.Tensor], kwargs: dict):
+        """``nncf.quantize(model)`` on ``items`` with ``kwargs`` (``nncf_settings.nncf_kwargs``)."""
+
+    @abstractmethod
+    def sites(self, model) -> list[Site]:
+        """The quantizer sites of the quantized ``model``, in the order they are visited (called first)."""
+
+    @abstractmethod
+    def apply_placement(self, model, plan: PlacementPlan, placeholder: QuantizerSpec) -> list[tuple[str, ...]]:
+        """Remove and insert the plan's quantizers (placeholders, specified and calibrated afterwards); returns
+        the plan's shared-range groups as site names."""
+
+    @abstractmethod
+    def collect(self, model, decisions: list[Decision], items: list[torch.Tensor]) -> dict[str, RangeCollector]:
+        """A range collector per activation decision (by site name), fed with the float values at its site (every
+        quantizer bypassed) over ``items``."""
+
+    @abstractmethod
+    def bypass(self, model, site: Site) -> None:
+        """Remove the quantizer of ``site`` (the tensor stays float)."""
+
+    @abstractmethod
+    def set_bits(self, model, site: Site, bits: int) -> None:
+        """Change only the bit width of the quantizer NNCF placed (the stock-NNCF baselines)."""
+
+    @abstractmethod
+    def weight(self, model, site: Site) -> torch.Tensor:
+        """The float weight a weight site quantizes, output channels on axis 0."""
+
+    @abstractmethod
+    def install(self, model, decision: Decision, shape: tuple, low: torch.Tensor, high: torch.Tensor) -> None:
+        """Replace the quantizer of ``decision.site`` by one of ``decision.spec`` over ``[low, high]`` (scale
+        ``shape``)."""
+
+    @abstractmethod
+    def finish(self, model, decisions: list[Decision], recalibrate: bool) -> None:
+        """After every site is done: record what the report needs, finalize the model (weight constants)."""
+
+    def tune_ranges(self, quantized, model, items: list[torch.Tensor], recipe, decisions: list[Decision], log):
+        """Range tuning (torch autograd); the recipe checks keep it from other backends."""
+        raise NotImplementedError(f"{type(self).__name__} has no range tuning")
+
+    def reparameterize(self, model, items: list[torch.Tensor], knobs) -> tuple[object, dict]:
+        """The float ``model`` with its norm outputs equalised per channel (``reparam``), and what was folded."""
+        raise NotImplementedError(f"{type(self).__name__} has no reparameterization")
+
+    def correct_weights(self, quantized, model, items: list[torch.Tensor], knobs, log) -> dict:
+        """Weight error correction of ``quantized`` against the float ``model`` (``error_correction``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no weight error correction")
