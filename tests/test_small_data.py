@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from qmlp_nncf.data import DataError, calibration_subset
-from qmlp_nncf.export.pipeline import quantize_to_dir
+from qmlp_nncf.pipeline import quantize_to_dir
 from qmlp_nncf.quantization.workflow import RecipeChoice
 from qmlp_nncf.sources import DataSource, ModelSource
 
