@@ -303,9 +303,10 @@ def finish(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult
                 f"auto:{search.target} chose the recipe {name} (closest to the float model on {where} among the "
                 f"searched specs and the written recipes). " + data.get("description", ""))})
     # then the weights of the one kept, re-solved for its quantized inputs (what no spec search can do)
+    base = best
     for label, aids in AUTO_AIDS.get(search.target, {}).items():
-        c = candidate(f"{best.label} + {label}", replace(best.recipe, **aids), recipe_json={
-            **best.json_for(search), **{key: knob.to_value() for key, knob in aids.items()}})
+        c = candidate(f"{base.label} + {label}", replace(base.recipe, **aids), recipe_json={
+            **base.json_for(search), **{key: knob.to_value() for key, knob in aids.items()}})
         kls[c.label] = c.kl
         best = c if c.kl < best.kl else best
     log(f"{recipe.name}: kept {best.label} (KL " + ", ".join(f"{k} {v:.5f}" for k, v in kls.items()) + ")")
