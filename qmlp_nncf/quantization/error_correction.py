@@ -32,7 +32,7 @@ from nncf.torch.quantization.layers import BaseQuantizer
 from torch import nn
 
 from .roles import GraphRoles, module_of
-from .specs import SpecError, check_keys, check_type
+from .specs import SpecError, check_type, switch_or_knobs
 
 ROUNDINGS = ("gptq", "nearest")
 MIN_ROWS_PER_INPUT = 8  # calibration rows per input feature a Linear needs to be corrected (else it is left as is)
@@ -50,13 +50,10 @@ class ErrorCorrection:
 
     @classmethod
     def from_value(cls, value, where: str) -> Optional["ErrorCorrection"]:
-        if value is None or value is False:
+        kw = switch_or_knobs(value, {"ridge", "rounding", "damp", "stages", "batch"}, where)
+        if kw is None:
             return None
-        if value is True:
-            return cls()
-        check_type(value, dict, where)
-        check_keys(value, {"ridge", "rounding", "damp", "stages", "batch"}, where)
-        kw = dict(value)
+        kw = dict(kw)
         if kw.get("ridge") is not None:
             kw["ridge"] = float(check_type(kw["ridge"], (int, float), f"{where}.ridge"))
             if kw["ridge"] <= 0:

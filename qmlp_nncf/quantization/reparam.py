@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .roles import GraphRoles, module_of
-from .specs import SpecError, check_keys, check_type
+from .specs import SpecError, check_type, switch_or_knobs
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,9 @@ class Reparameterization:
 
     @classmethod
     def from_value(cls, value, where: str) -> Optional["Reparameterization"]:
-        if value is None or value is False:
+        value = switch_or_knobs(value, {"strength", "min_ratio"}, where)
+        if value is None:
             return None
-        if value is True:
-            return cls()
-        check_type(value, dict, where)
-        check_keys(value, {"strength", "min_ratio"}, where)
         for key in value:
             check_type(value[key], (int, float), f"{where}.{key}")
         knobs = cls(**{k: float(v) for k, v in value.items()})

@@ -25,6 +25,17 @@ def check_keys(d: Any, allowed: set[str], where: str) -> dict:
     return d
 
 
+def switch_or_knobs(value: Any, allowed: set[str], where: str) -> Optional[dict]:
+    """A recipe step given as ``true`` / ``false`` / ``null`` or as an object of knobs: None when off, ``{}`` for
+    ``true`` (the defaults), else the checked object."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    check_type(value, dict, where)
+    return check_keys(value, allowed, where)
+
+
 def check_type(value: Any, types: type | tuple, where: str) -> Any:
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
         raise SpecError(f"{where}: expected {getattr(types, '__name__', types)}, got a boolean")
