@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 QMLP_MODELS = "Q-MLP (converted) models"
 ANY_MODEL = "any model"
-ADVICE = ("an unconverted model (e.g. a pretrained timm model) at 4 bit: auto:w4a4, searched for that model; the "
-          "qmlp_* 4-bit recipes are made for converted models (`qmlp convert` + `qmlp finetune` first)")
+ADVICE = ("an unconverted model (e.g. a pretrained timm model) at 4 bit: auto:w4a4, searched for that model and "
+          "finished with weight error correction, or plain_w4a4_ec when a search is too slow; the qmlp_* 4-bit "
+          "recipes are made for converted models (`qmlp convert` + `qmlp finetune` first)")
 
 
 @dataclass(frozen=True)
