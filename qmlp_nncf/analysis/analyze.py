@@ -328,9 +328,9 @@ def _reparam_section(folds: dict) -> dict:
     table += [[norm, why, "", "not folded"] for norm, why in folds["skipped"].items()]
     return {"title": "Per-channel spread of the norm outputs, before and after reparameterization", "table": table,
             "text": ["Channel spread: the largest channel's half-range over the median channel's, on the calibration "
-                     "images. A recipe with \"reparameterize\" folds per-channel scales and shifts of these outputs into "
-                     "the norm and the Linears it feeds (RepQ-ViT), so one per-tensor quantizer serves all channels; "
-                     "the float function is unchanged. Norms read through a transpose (the token branch) cannot fold."]}
+                     "images. A recipe with \"reparameterize\" folds per-channel scales and shifts of these outputs "
+                     "into the norm and the Linears it feeds (RepQ-ViT), so one per-tensor quantizer serves all "
+                     "channels; the float function is unchanged. Norms read through a transpose (the token branch) cannot fold."]}
 
 
 def _range_table(result: Analysis) -> dict:

@@ -81,8 +81,8 @@ class _Target:
     quantizer: BaseQuantizer  # the weight quantizer
 
 
-class _Gram(nn.Module):
-    """A hook that accumulates ``[x 1]^T [y 1]`` of the tensor it sees (x) against a paired tensor (y)."""
+class _Recorder(nn.Module):
+    """An NNCF pre-hook that keeps the rows of the tensor the op reads (after the quantizers before it)."""
 
     def __init__(self):
         super().__init__()
@@ -115,7 +115,7 @@ def _statistics(quantized: nn.Module, float_model: nn.Module, group: list[_Targe
     """``(H, G, F)`` per target: ``[X_q 1]^T [X_q 1]``, ``[X_q 1]^T [X_f 1]`` and ``[X_f 1]^T [X_f 1]``."""
     storage = get_hook_storage(quantized)
     float_modules = dict(float_model.named_modules())
-    q_seen = {t.op: _Gram() for t in group}
+    q_seen = {t.op: _Recorder() for t in group}
     f_seen: dict[str, list] = {t.op: [] for t in group}
     handles = [storage.register_pre_function_hook(t.op, 0, q_seen[t.op]) for t in group]
     handles += [float_modules[t.module].register_forward_pre_hook(
@@ -224,8 +224,8 @@ def correct_weights(quantized: nn.Module, float_model: nn.Module, items: list[to
                     linear.bias.copy_(b.float())
                 after = _relative_error(_theta(linear), theta_f, h, g, reference, t.quantizer)
                 errors.append((t.module, before, after))
-    summary = {"linears": len(targets), "corrected": sum(b != a for _, b, a in errors), "stages": math.ceil(len(targets) / per_stage),
-               "seconds": round(time.time() - t0, 1),
+    summary = {"linears": len(targets), "corrected": sum(b != a for _, b, a in errors),
+               "stages": math.ceil(len(targets) / per_stage), "seconds": round(time.time() - t0, 1),
                "relative_error": {m: [round(b, 5), round(a, 5)] for m, b, a in errors}}
     if errors:
         log(f"error correction: {len(targets)} Linears, mean relative output error "

@@ -106,7 +106,7 @@ class Recipe:
     range_tuning: Optional[RangeTuning] = None  # fit the ranges by distillation after calibration
     placement: Placement = Placement()  # quantizers moved / added where OpenVINO fuses them (placement.py)
     reparameterize: Optional[Reparameterization] = None  # norm outputs equalised per channel first (reparam.py)
-    error_correction: Optional[ErrorCorrection] = None  # weights re-solved for the quantized inputs (error_correction.py)
+    error_correction: Optional[ErrorCorrection] = None  # weights re-solved for the quantized inputs
 
     @classmethod
     def from_dict(cls, name: str, d: dict, where: Optional[str] = None) -> "Recipe":
@@ -146,8 +146,8 @@ class Recipe:
             if d.get(key) is not None:
                 kw[key] = knob.from_value(d[key], f"{where}.{key}")
                 if kw[key] is not None and "weight_compression" in kw:
-                    raise SpecError(f"{where}.{key}: applies to quantizers (weights and activations), not to weight-only "
-                                    f"compression; drop it or 'weight_compression'")
+                    raise SpecError(f"{where}.{key}: applies to quantizers (weights and activations), not to "
+                                    f"weight-only compression; drop it or 'weight_compression'")
         return cls(**kw)
 
     def with_rules(self, extra: tuple[Rule, ...]) -> "Recipe":
