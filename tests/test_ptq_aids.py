@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from qmlp_nncf.quantization import quantize
-from qmlp_nncf.quantization.error_correction import ErrorCorrection, correct_weights, weight_targets
+from qmlp_nncf.quantization.error_correction import (ErrorCorrection, column_rounder, correct_weights, linear_sums,
+                                                     weight_targets)
 from qmlp_nncf.quantization.recipes import Recipe, load_recipe
 from qmlp_nncf.quantization.reparam import Reparameterization, reparameterize
 from qmlp_nncf.quantization.roles import GraphRoles
@@ -64,17 +65,78 @@ def test_error_correction_lowers_each_linears_output_error_on_the_grid(fmnist_tr
     roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
     targets = weight_targets(quantized, roles)
     assert len(targets) == 6 * 3 + 1  # every Linear in the 6 blocks (token, fc1, fc2), and the classifier
-    summary = correct_weights(quantized, model, items, roles, ErrorCorrection(stages=2))
+    summary = correct_weights(quantized, model, items, roles, ErrorCorrection())
     errors = summary["relative_error"]
-    assert len(errors) == len(targets)
+    assert summary["by_block"] == "blocks"  # block by block, each Linear after its corrected predecessors
+    assert len(errors) == summary["corrected"] == 6 * 3  # the classifier (one row per image) is left as it is
+    assert list(summary["left"]) == ["head"] and "96 calibration rows for 128 inputs" in summary["left"]["head"]
     assert all(after <= before + 1e-6 for before, after in errors.values())
-    assert summary["corrected"] == 6 * 3  # the classifier (one row per image) is left as it is
-    assert errors["head"][0] == errors["head"][1]
     assert np.mean([a for _, a in errors.values()]) < 0.9 * np.mean([b for b, _ in errors.values()])
     modules = dict(quantized.named_modules())
     for t in targets[:-1]:  # GPTQ put the weights on the quantizer's own grid: quantizing them changes nothing
         w = modules[t.module].weight.detach()
         assert torch.allclose(t.quantizer(w), w, atol=1e-5 * float(w.abs().max()))
+
+
+def test_error_correction_on_a_subset_of_rows_and_items(fmnist_train, one_thread):
+    """``rows`` and ``items`` bound its cost on big models; the sums it solves from are still a fair sample."""
+    model = _load("resmlp_fmnist")
+    items = _items(fmnist_train, 96)
+    quantized = quantize(model, items, "plain_w4a4_p999", **QUIET).model
+    roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
+    group = weight_targets(quantized, roles)[:3]  # block 0: token Linear (128 rows per image), fc1, fc2 (49 each)
+    full = linear_sums(quantized, model, group, items, ErrorCorrection(rows=None))
+    part = linear_sums(quantized, model, group, items, ErrorCorrection(rows=2000))
+    for t in group:
+        inputs = full[t.op].h.shape[0]
+        kept = float(part[t.op].h[-1, -1])  # the ones column: rows kept
+        assert part[t.op].rows == full[t.op].rows == float(full[t.op].h[-1, -1])
+        assert max(2000, 8 * inputs) <= kept < 1.1 * max(2000, 8 * inputs)
+        # a random subset: its mean Gram matrix is close to the full one
+        a, b = part[t.op].h / kept, full[t.op].h / full[t.op].rows
+        assert float((a - b).norm() / b.norm()) < 0.1
+    summary = correct_weights(quantized, model, items, roles, ErrorCorrection(rows=2000, items=64))
+    errors = summary["relative_error"]
+    assert np.mean([a for _, a in errors.values()]) < 0.9 * np.mean([b for b, _ in errors.values()])
+
+
+def test_block_by_block_runs_each_block_as_the_full_forward_does(fmnist_train, one_thread):
+    """The cached-input path: a block run alone, with the model's quantizers, computes what it computes inside
+    the model's forward (NNCF names ops by their module path, which the runner restores)."""
+    from qmlp_nncf.quantization.error_correction import BlockRunner, first_block_inputs
+
+    model = _load("gmlp_fmnist")
+    items = _items(fmnist_train, 16)
+    quantized = quantize(model, items, "plain_w4a4_p999", **QUIET).model
+    seen = {}
+    handle = quantized.blocks[-1].register_forward_hook(lambda _m, _a, out: seen.setdefault("out", out))
+    with torch.no_grad():
+        quantized(torch.cat(items))
+        handle.remove()
+        x = first_block_inputs(quantized, quantized.blocks[0], items, 16)[0]
+        plain = x
+        runner = BlockRunner(quantized, "blocks")
+        for block in quantized.blocks:
+            x, plain = runner(block, x), block(plain)
+    assert torch.equal(x, seen["out"])
+    assert not torch.allclose(plain, seen["out"], atol=1e-3)  # called plainly, the block skips its quantizers
+
+
+def test_gptq_rounds_on_the_quantizers_grid_without_calling_it(fmnist_train):
+    model = _load("mixer_fmnist")
+    items = _items(fmnist_train, 16)
+    quantized = quantize(model, items, "nncf_transformer_w4a4", **QUIET).model
+    targets = weight_targets(quantized, GraphRoles(nncf.build_graph(model, example_input=items[0])))
+    modules = dict(quantized.named_modules())
+    torch.manual_seed(0)
+    for t in targets:
+        w = modules[t.module].weight.detach()
+        rounder, fast = column_rounder(t.quantizer, w)
+        assert fast  # NNCF's arithmetic, not a quantizer call per column
+        cols = w[:, torch.randint(0, w.shape[1], (8,))].double() * (1 + 0.3 * torch.randn(w.shape[0], 8).double())
+        for col in cols.T:
+            ours, theirs = rounder(col), t.quantizer(col[:, None].float()).double()[:, 0]
+            assert int(((ours - theirs).abs() > 1e-6).sum()) <= 1  # at most an exact half step rounded the other way
 
 
 def _ir_agreement(model, x) -> float:
@@ -89,8 +151,8 @@ def _ir_agreement(model, x) -> float:
 
 def test_a_recipe_with_both_aids_exports_an_ir_as_faithful_as_without(tmp_path, fmnist_train, fmnist_test, one_thread):
     recipe = _recipe(tmp_path, {"extends": "plain_w4a4_p999", "reparameterize": {"strength": 1.0},
-                                "error_correction": {"stages": 2}})
-    assert recipe.reparameterize == Reparameterization() and recipe.error_correction.stages == 2
+                                "error_correction": {"rows": 4096}})
+    assert recipe.reparameterize == Reparameterization() and recipe.error_correction.rows == 4096
     assert load_recipe("plain_w4a4_p999").activations == recipe.activations
     model, items = _load("resmlp_fmnist"), _items(fmnist_train, 48)
     aided = quantize(model, items, recipe, **QUIET)
@@ -118,6 +180,8 @@ def test_bad_reparameterize(value, message):
     ({"ridge": -1}, "ridge must be > 0"),
     ({"stages": 0}, "stages must be >= 1"),
     ({"damp": 2}, "damp must be in"),
+    ({"rows": 0}, "rows must be >= 1"),
+    ({"items": "all"}, "items"),
 ])
 def test_bad_error_correction(value, message):
     with pytest.raises(SpecError, match=message):
@@ -136,3 +200,15 @@ def test_aids_are_torch_only_on_an_ir(tmp_path, fmnist_train):
     recipe = _recipe(tmp_path, {"extends": "plain_w4a4_p999", "error_correction": True})
     with pytest.raises(SpecError, match="torch"):
         quantize(ir, _items(fmnist_train, 4), recipe, **QUIET)
+
+
+def test_the_ablation_recipes_load_and_extend_the_file_beside_them(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "ablation"
+    monkeypatch.chdir(tmp_path)  # a relative "extends": "x.json" is found beside the recipe, wherever the user is
+    recipes = {p.stem: load_recipe(p) for p in sorted(folder.glob("*.json"))}
+    assert len(recipes) >= 7
+    assert recipes["w4a8_stock_ec"].error_correction == ErrorCorrection()
+    assert recipes["w4a8_stock_ec"].weights == recipes["w4a8_stock"].weights
+    assert recipes["w4a4_gptq"].error_correction.ridge is None and recipes["w4a4_rp"].error_correction is None

@@ -2,7 +2,7 @@
 from . import mlp_mixer_fmnist  # noqa: F401  (registers the Fashion-MNIST models)
 from . import qmlp  # noqa: F401  (registers the Q-MLP variants)
 
-FAMILY_PREFIXES = {"mixer": "mixer", "resmlp": "resmlp", "gmlp": "gmlp"}
+FAMILY_PREFIXES = {"mixer": "mixer", "gmixer": "mixer", "resmlp": "resmlp", "gmlp": "gmlp"}
 
 
 def family_of_name(name: str) -> str:
@@ -11,4 +11,4 @@ def family_of_name(name: str) -> str:
     for prefix, family in FAMILY_PREFIXES.items():
         if stem.startswith(prefix):
             return family
-    raise ValueError(f"cannot tell the MLP family of {name!r}: expected a mixer_*, resmlp_* or gmlp_* model")
+    raise ValueError(f"cannot tell the MLP family of {name!r}: expected a mixer_*, gmixer_*, resmlp_* or gmlp_* model")

@@ -3,10 +3,15 @@
 Registered with timm, so ``timm.create_model("resmlp_fmnist", pretrained=True)`` loads the
 checkpoint committed in the zoo. Patch 4 -> 7x7 = 49 tokens, 6 blocks, width 128; ``resmlp12_fmnist``
 is the 12-block ResMLP of the same width (the depth study).
+
+``gmixer_fmnist`` and ``resmlp8_fmnist`` are held-out test models for post-training quantization (issue 28): plain
+timm configurations, trained outside the zoo and never converted, so that PTQ methods are not tuned to the zoo
+alone. Their checkpoints are not committed; ``qmlp train`` makes them (commands in docs/results.md).
 """
 from __future__ import annotations
 
-from timm.layers import GatedMlp
+from torch import nn
+from timm.layers import GatedMlp, GluMlp
 from timm.models import generate_default_cfgs, register_model
 from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock, SpatialGatingBlock, _create_mixer
 
@@ -28,6 +33,8 @@ default_cfgs = generate_default_cfgs({
     "resmlp_fmnist.qmlp_zoo": fmnist_cfg("resmlp_fmnist"),
     "gmlp_fmnist.qmlp_zoo": fmnist_cfg("gmlp_fmnist"),
     "resmlp12_fmnist.qmlp_zoo": fmnist_cfg("resmlp12_fmnist"),
+    "gmixer_fmnist.untrained": {k: v for k, v in fmnist_cfg("gmixer_fmnist").items() if k != "file"},
+    "resmlp8_fmnist.untrained": {k: v for k, v in fmnist_cfg("resmlp8_fmnist").items() if k != "file"},
 })
 
 
@@ -57,3 +64,19 @@ def resmlp12_fmnist(pretrained: bool = False, **kwargs) -> MlpMixer:
     """ResMLP, 12 blocks of width 128 (``resmlp_fmnist`` twice as deep)."""
     args = dict(FMNIST_ARGS, num_blocks=12, mlp_ratio=4, block_layer=ResBlock, norm_layer=Affine)
     return _create_mixer("resmlp12_fmnist", pretrained=pretrained, **dict(args, **kwargs))
+
+
+@register_model
+def gmixer_fmnist(pretrained: bool = False, **kwargs) -> MlpMixer:
+    """gMixer (timm's ``gmixer_12_224`` design): Mixer with SiLU-gated GLU MLPs, 6 blocks of width 128,
+    token MLP 49->49 (ratio 1), channel MLP ratio 4. A held-out PTQ test model, not in the zoo."""
+    args = dict(FMNIST_ARGS, mlp_ratio=(1.0, 4.0), mlp_layer=GluMlp, act_layer=nn.SiLU)
+    return _create_mixer("gmixer_fmnist", pretrained=pretrained, **dict(args, **kwargs))
+
+
+@register_model
+def resmlp8_fmnist(pretrained: bool = False, **kwargs) -> MlpMixer:
+    """ResMLP, 8 blocks of width 96 with Affine pre-norms, channel MLP ratio 3. A held-out PTQ test model,
+    not in the zoo."""
+    args = dict(FMNIST_ARGS, num_blocks=8, embed_dim=96, mlp_ratio=3, block_layer=ResBlock, norm_layer=Affine)
+    return _create_mixer("resmlp8_fmnist", pretrained=pretrained, **dict(args, **kwargs))

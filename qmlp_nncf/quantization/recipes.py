@@ -190,6 +190,9 @@ def _recipe_data(name_or_path: str | Path, chain: tuple[str, ...]) -> tuple[str,
         raise SpecError(f"recipe {name}: invalid JSON: {e}") from None
     if isinstance(data, dict) and "extends" in data:
         base = check_type(data.pop("extends"), str, f"recipe {name}.extends")
+        beside = path.parent / base
+        if path.suffix == ".json" and path.is_file() and base.endswith(".json") and beside.is_file():
+            base = str(beside)  # a file's relative extends is found beside that file first
         if key in chain:
             raise SpecError(f"recipe {name}.extends: {' -> '.join(chain + (key,))} is a cycle")
         data = {**_recipe_data(base, chain + (key,))[1], **data}

@@ -83,15 +83,19 @@ def zoo_models(names: list[str], log: Log = stderr_log) -> list[BenchModel]:
 
 
 def check_recipes(names: list[str]) -> list[str]:
-    """``names`` (all recipes when empty); an unknown name fails with the valid ones."""
+    """``names`` (all recipes when empty); an unknown name fails with the valid ones. A path to a recipe
+    ``.json`` file is a recipe too (its rows are named by the path)."""
+    from pathlib import Path
+
     from ...quantization import list_recipes
     from ...quantization.auto import TARGETS
 
     files = list_recipes()
     known = files + [f"auto:{t}" for t in TARGETS]  # auto: recipes run only when named (a search per model)
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in known and not (n.endswith(".json") and Path(n).is_file())]
     if unknown:
-        raise AccuracyError(f"unknown recipe(s) {unknown}; choose from {', '.join(known)}")
+        raise AccuracyError(f"unknown recipe(s) {unknown}; choose from {', '.join(known)} "
+                            f"(or give the path of a recipe .json file)")
     return list(dict.fromkeys(names)) if names else files
 
 
