@@ -117,3 +117,42 @@ def test_bad_range_tuning_settings_fail(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"extends": "qmlp_w9a9"}))
     with pytest.raises(SpecError, match="unknown recipe 'qmlp_w9a9'"):
         load_recipe(tmp_path / "c.json")
+
+
+def test_block_scope_fits_each_block_from_cached_inputs(resmlp_w4a4):
+    """scope "block": each block's quantizers (and weight rounding) fit that block's float output in turn; only
+    the quantizers move, every block's output error and the KL fall, and no hook is left behind."""
+    model, q, items = resmlp_w4a4
+    q = copy.deepcopy(q)
+    roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
+    ranges = {id(p) for p in range_parameters(q)} | {id(w) for w, _ in quantized_weights(q, roles)}
+    before = {n: p.detach().clone() for n, p in q.named_parameters()}
+    x = torch.cat(items[:32])
+
+    def block_errors():
+        outs = {}
+        hooks = [b.register_forward_hook(lambda _m, _a, o, i=i, k=k: outs.setdefault((k, i), o))
+                 for k, net in (("q", q), ("f", model)) for i, b in enumerate(net.blocks)]
+        with torch.no_grad():
+            q(x), model(x)
+        for h in hooks:
+            h.remove()
+        return [float((outs["q", i] - outs["f", i]).square().mean() / outs["f", i].square().mean())
+                for i in range(len(q.blocks))]
+
+    start = block_errors()
+    settings = RangeTuning(steps=15, lr=2e-3, batch_size=16, weight_rounding_lr=3e-4, drop_prob=0.5, scope="block")
+    result = tune_ranges(q, model, items, settings, log=lambda m: None, roles=roles)
+    assert result["scope"] == "block" and result["kl_after"] < result["kl_before"], result
+    assert sum(block_errors()) < sum(start)
+    moved = {n for n, p in q.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert moved and all(id(q.get_parameter(n)) in ranges for n in moved)
+    assert all(not h._forward_hooks for _, h in get_hook_storage(q).named_hooks())
+
+
+def test_block_scope_settings():
+    assert RangeTuning.from_dict({"scope": "block"}, "r").scope == "block"
+    with pytest.raises(SpecError, match=r"r.scope: 'blocks' unknown; choose one of \['model', 'block'\]"):
+        RangeTuning.from_dict({"scope": "blocks"}, "r")
+    with pytest.raises(SpecError, match="each block fits its own output already; drop block_loss"):
+        RangeTuning.from_dict({"scope": "block", "block_loss": 1.0}, "r")

@@ -16,6 +16,12 @@ Three options from the PTQ literature ride on the same loop:
 - ``block_loss``: adds, with this weight, each block's output error (MSE relative to the float block
   output's mean square, as in BRECQ's block reconstruction, Li et al. 2021) to the logit KL:
   tokens x channels targets per block and image instead of 10 logits.
+
+``scope: "block"`` is the form that scales to 224-px, 24-block models (BRECQ's block reconstruction proper): each
+block in turn fits the quantizers (and, with ``weight_rounding_lr``, the weight rounding) inside it to the float
+block's output, ``steps`` Adam steps per block on cached block inputs, so a step costs one block's forward and
+backward instead of the whole model's. The quantized block reads the quantized model's input to it (with the
+blocks before it already fitted); the float block reads the float model's.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from .roles import GraphRoles
 from .specs import SpecError, check_keys, check_type
 
 TEACHER_BATCH = 256  # items per forward when computing the float model's logits and the KL
+SCOPES = ("model", "block")
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,17 @@ class RangeTuning:
     weight_rounding_lr: float = 0.0  # > 0: also learn the rounding of quantized weights, with this Adam lr
     drop_prob: float = 0.0  # QDrop: chance that an activation element skips its quantizer while tuning
     block_loss: float = 0.0  # weight of the block-output reconstruction term added to the logit KL
+    scope: str = "model"  # "model": the logit KL of the whole model; "block": each block fits its own output in turn
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "RangeTuning":
-        check_keys(d, {"steps", "lr", "batch_size", "seed", "weight_rounding_lr", "drop_prob", "block_loss"}, where)
+        check_keys(d, {"steps", "lr", "batch_size", "seed", "weight_rounding_lr", "drop_prob", "block_loss", "scope"},
+                   where)
+        if d.get("scope", "model") not in SCOPES:
+            raise SpecError(f"{where}.scope: {d['scope']!r} unknown; choose one of {list(SCOPES)}")
+        if d.get("scope") == "block" and d.get("block_loss"):
+            raise SpecError(f"{where}.block_loss: with scope \"block\" each block fits its own output already; "
+                            f"drop block_loss (it weighs the block term of the whole-model loss)")
         for key, typ in (("steps", int), ("batch_size", int), ("seed", int), ("lr", (int, float)),
                          ("weight_rounding_lr", (int, float)), ("drop_prob", (int, float)),
                          ("block_loss", (int, float))):
@@ -157,29 +171,11 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
         weight_ids = {id(q) for _, q in weight_quantizers}
         activations = [h for _, h in get_hook_storage(quantized).named_hooks()
                        if isinstance(h, BaseQuantizer) and id(h) not in weight_ids]
-        handles = _quantizer_dropout(activations, settings.drop_prob, gen) if settings.drop_prob else []
-        student_blocks, teacher_blocks = [], []
-        if settings.block_loss:
-            handles += _block_outputs(quantized, student_blocks) + _block_outputs(teacher, teacher_blocks)
-        for step in range(settings.steps):
-            idx = torch.randint(0, len(inputs), (min(settings.batch_size, len(inputs)),), generator=gen)
-            loss = _kl(F.log_softmax(quantized(inputs[idx]), -1), targets[idx])
-            if settings.block_loss:
-                with torch.no_grad():
-                    teacher(inputs[idx])
-                loss = loss + settings.block_loss * _block_error(student_blocks, teacher_blocks)
-                student_blocks.clear()
-                teacher_blocks.clear()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            schedule.step()
-            with torch.no_grad():
-                for w, start, q in weights:
-                    half = _half_step(q)
-                    w.copy_(torch.minimum(torch.maximum(w, start - half), start + half))
-            if (step + 1) % 100 == 0:
-                log(f"range tuning: step {step + 1}/{settings.steps}, loss {loss.item():.4f}")
+        if settings.scope == "block":
+            _fit_blocks(quantized, teacher, inputs, settings, weights, activations, gen, log)
+        else:
+            handles = _quantizer_dropout(activations, settings.drop_prob, gen) if settings.drop_prob else []
+            _fit_model(quantized, teacher, inputs, targets, settings, weights, opt, schedule, gen, handles, log)
         for handle in handles:  # QDrop and block hooks must not touch the final KL
             handle.remove()
         handles = []
@@ -194,4 +190,102 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
             p.requires_grad_(flag)
         quantized.train(was_training)
     return {"kl_before": kl_before, "kl_after": kl_after, "seconds": round(time.time() - t0, 1),
-            "steps": settings.steps, "items": len(inputs)}
+            "steps": settings.steps, "items": len(inputs), "scope": settings.scope}
+
+
+def _clamp_to_half_step(weights: list) -> None:
+    with torch.no_grad():
+        for w, start, q in weights:
+            half = _half_step(q)
+            w.copy_(torch.minimum(torch.maximum(w, start - half), start + half))
+
+
+def _fit_model(quantized, teacher, inputs, targets, settings: RangeTuning, weights, opt, schedule, gen, handles,
+               log) -> None:
+    """The whole model's logit KL (plus ``block_loss`` x the block output errors), ``steps`` Adam steps."""
+    student_blocks, teacher_blocks = [], []
+    if settings.block_loss:
+        handles += _block_outputs(quantized, student_blocks) + _block_outputs(teacher, teacher_blocks)
+    for step in range(settings.steps):
+        idx = torch.randint(0, len(inputs), (min(settings.batch_size, len(inputs)),), generator=gen)
+        loss = _kl(F.log_softmax(quantized(inputs[idx]), -1), targets[idx])
+        if settings.block_loss:
+            with torch.no_grad():
+                teacher(inputs[idx])
+            loss = loss + settings.block_loss * _block_error(student_blocks, teacher_blocks)
+            student_blocks.clear()
+            teacher_blocks.clear()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        schedule.step()
+        _clamp_to_half_step(weights)
+        if (step + 1) % 100 == 0:
+            log(f"range tuning: step {step + 1}/{settings.steps}, loss {loss.item():.4f}")
+
+
+def _block_quantizers(model: torch.nn.Module, container: str) -> dict[int, list[BaseQuantizer]]:
+    """The quantizers that run inside each block of ``model.<container>`` (NNCF keys a hook by its op's name,
+    ``blocks/3/mlp_channels/fc1/linear/0``)."""
+    prefix = container.replace(".", "/") + "/"
+    found: dict[int, list[BaseQuantizer]] = {}
+    seen = set()
+    for name, hook in get_hook_storage(model).named_hooks():
+        op = name.split(".", 1)[1].rsplit("__", 1)[0]
+        if isinstance(hook, BaseQuantizer) and op.startswith(prefix) and id(hook) not in seen:
+            seen.add(id(hook))
+            found.setdefault(int(op[len(prefix):].split("/")[0]), []).append(hook)
+    return found
+
+
+def _fit_blocks(quantized, teacher, inputs: torch.Tensor, settings: RangeTuning, weights, activations, gen,
+                log) -> None:
+    """``scope: "block"``: each block of ``model.blocks`` fits its quantizers to the float block's output on
+    cached block inputs (see the module doc)."""
+    from .error_correction import BlockRunner, first_block_inputs
+
+    blocks, float_blocks = getattr(quantized, "blocks", None), getattr(teacher, "blocks", None)
+    if not isinstance(blocks, torch.nn.Sequential) or not isinstance(float_blocks, torch.nn.Sequential):
+        raise ValueError(f"range tuning: scope \"block\" needs a model whose `blocks` is an nn.Sequential (timm's "
+                         f"MLP-Mixer, ResMLP and gMLP); {type(quantized).__name__} has none: use scope \"model\"")
+    runner = BlockRunner(quantized, "blocks")
+    items = list(inputs.split(1))
+    with torch.no_grad():
+        q_in = torch.cat(first_block_inputs(quantized, blocks[0], items, TEACHER_BATCH))
+        f_in = torch.cat(first_block_inputs(teacher, float_blocks[0], items, TEACHER_BATCH))
+    inside = _block_quantizers(quantized, "blocks")
+    activation_ids = {id(a) for a in activations}
+    for index, (block, float_block) in enumerate(zip(blocks, float_blocks)):
+        quantizers = inside.get(index, [])
+        ids = {id(q) for q in quantizers}
+        params = [p for q in quantizers for p in q.parameters() if p.is_floating_point()]
+        block_weights = [w for w in weights if id(w[2]) in ids]
+        with torch.no_grad():
+            target = torch.cat([float_block(x) for x in f_in.split(TEACHER_BATCH)])
+        if params or block_weights:
+            groups = [{"params": params, "lr": settings.lr}] if params else []
+            if block_weights:
+                groups.append({"params": [w for w, _, _ in block_weights], "lr": settings.weight_rounding_lr})
+            opt = torch.optim.Adam(groups)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.steps)
+            scale = target.square().mean().clamp_min(1e-12)
+            drop = _quantizer_dropout([q for q in quantizers if id(q) in activation_ids], settings.drop_prob,
+                                      gen) if settings.drop_prob else []
+            try:
+                for _ in range(settings.steps):
+                    idx = torch.randint(0, len(q_in), (min(settings.batch_size, len(q_in)),), generator=gen)
+                    loss = (runner(block, q_in[idx]) - target[idx]).square().mean() / scale
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    schedule.step()
+                    _clamp_to_half_step(block_weights)
+            finally:
+                for handle in drop:
+                    handle.remove()
+            if (index + 1) % 4 == 0 or index + 1 == len(blocks):
+                log(f"range tuning: block {index + 1}/{len(blocks)}, output error {loss.item():.4f}")
+        with torch.no_grad():
+            q_in = torch.cat([runner(block, x) for x in q_in.split(TEACHER_BATCH)])
+        f_in = target
+
