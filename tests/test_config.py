@@ -123,6 +123,20 @@ def test_range_tuning_override():
         load_config({"qmlp": {"recipe": "qmlp_w4_weight_only", "range_tuning": {}}})
 
 
+def test_ptq_aid_overrides():
+    from qmlp_nncf.quantization.error_correction import ErrorCorrection
+    from qmlp_nncf.quantization.reparam import Reparameterization
+
+    on = load_config({"qmlp": {"recipe": "plain_w4a4_p999", "error_correction": {"rows": 4096},
+                               "reparameterize": True}}).recipe
+    assert on.error_correction == ErrorCorrection(rows=4096) and on.reparameterize == Reparameterization()
+    assert load_config({"qmlp": {"recipe": "plain_w4a4_ec", "error_correction": False}}).recipe.error_correction is None
+    with pytest.raises(SpecError, match="qmlp.error_correction: recipe qmlp_w4_weight_only compresses weights only"):
+        load_config({"qmlp": {"recipe": "qmlp_w4_weight_only", "error_correction": True}})
+    with pytest.raises(SpecError, match="qmlp.reparameterize.strength must be in"):
+        load_config({"qmlp": {"recipe": "plain_w4a4_p999", "reparameterize": {"strength": 3}}})
+
+
 def test_plain_scope_is_an_exact_name_and_override_carries_range():
     cfg = load_config(with_("compression.scope_overrides", {"activations": {
         "blocks/0/linear_tokens/linear/0": {"bits": 4, "range": {"type": "percentile",
@@ -180,7 +194,7 @@ BAD = [
     (with_("qmlp.calibration_size", 100), r"num_init_samples and qmlp\.calibration_size disagree"),
     (with_("qmlp.recipe", "qmlp_w9a9"), r"qmlp\.recipe: unknown recipe 'qmlp_w9a9'; available: .*qmlp_w4a4"),
     (with_("qmlp.recipe", 4), r"qmlp\.recipe: expected str"),
-    (with_("qmlp.extra", 1), r"^qmlp: unknown key\(s\) \['extra'\]; valid keys: \['calibration_size', 'range_tuning'"),
+    (with_("qmlp.extra", 1), r"^qmlp: unknown key\(s\) \['extra'\]; valid keys: \['calibration_size', 'error_correction', 'range_tuning', 'recipe', 'reparameterize'"),
     (with_("qmlp.range_tuning", {"steps": 0}), r"qmlp\.range_tuning\.steps: must be > 0, got 0"),
     (with_("qmlp.range_tuning", True), r"qmlp\.range_tuning: expected an object \(or false\), got bool True"),
     (with_("qmlp.rules", [{"match": ["tokens"]}]), r"qmlp\.rules\[0\]\.match: unknown role\(s\) \['tokens'\]"),

@@ -27,7 +27,10 @@ model / data / training keys of NNCF 2.x's sample scripts. Schema (every key opt
                   "quantize_inputs": bool, "quantize_outputs": false}
     qmlp         {"recipe": NAME or path.json, "rules": [rule, ...], "calibration_size": 300,
                   "range_tuning": {"steps": 300, "lr": 0.001, "batch_size": 64, "seed": 0,
-                                   "weight_rounding_lr": 0.0003, "drop_prob": 0.5, "block_loss": 1.0} | false}
+                                   "weight_rounding_lr": 0.0003, "drop_prob": 0.5, "block_loss": 1.0,
+                                   "scope": "model" | "block"} | false,
+                  "error_correction": {"ridge": 0.1, "rounding": "gptq", ...} | true | false,
+                  "reparameterize": {"strength": 1.0, "min_ratio": 0.01} | true | false}
 
 Semantics: start from ``qmlp.recipe`` (default ``nncf_default_w8a8``, or ``load_config(recipe=...)``)
 and override it. ``preset`` sets NNCF's preset and the default modes (both: symmetric weights;
@@ -38,7 +41,8 @@ pair ``min/max_percentile``, kept as ``max_percentile``); ``num_init_samples`` t
 recipe's rules, then one rule per ``scope_overrides`` entry, restricted to its kind of quantizer,
 then one bits rule per ``bitwidth_per_scope`` entry (later rules win: op-name overrides beat role
 rules, NNCF 2.x's manual precision beats both). ``qmlp.range_tuning`` replaces the recipe's range
-tuning (``{}``: the defaults) or, with ``false``, turns it off.
+tuning (``{}``: the defaults) or, with ``false``, turns it off; ``qmlp.error_correction`` and
+``qmlp.reparameterize`` do the same for those steps (``true``: their defaults).
 
 SCOPE is ``{re}REGEX``, an exact op name as ``nncf.build_graph`` lists it
 (``blocks/0/mlp_channels/fc1/linear/0``), or an NNCF 2.x scope name, translated to the NNCF 3 op

@@ -242,6 +242,19 @@ def range_tuning(value, recipe: Recipe) -> Optional[RangeTuning]:
     return RangeTuning.from_dict(value, "qmlp.range_tuning")
 
 
+def ptq_aid(key: str, value, recipe: Recipe):
+    """``qmlp.error_correction`` / ``qmlp.reparameterize``: the knobs (``true``: the defaults) or None (``false``)."""
+    from ..error_correction import ErrorCorrection
+    from ..reparam import Reparameterization
+
+    knobs = {"error_correction": ErrorCorrection, "reparameterize": Reparameterization}[key].from_value(
+        value, f"qmlp.{key}")
+    if knobs is not None and recipe.weight_compression is not None:
+        raise SpecError(f"qmlp.{key}: recipe {recipe.name} compresses weights only; {key} applies to recipes that "
+                        f"quantize activations too")
+    return knobs
+
+
 def calibration_size(comp: dict, qmlp: dict) -> Optional[int]:
     rng = comp.get("initializer", {}).get("range", {})
     sizes = {}

@@ -11,7 +11,7 @@ import nncf
 from ..recipes import Recipe, load_recipe
 from ..rules import rules_from_list
 from ..specs import SpecError, check_keys, check_type
-from .compression import apply_compression, calibration_size, compression_section, range_tuning
+from .compression import apply_compression, calibration_size, compression_section, ptq_aid, range_tuning
 from .reader import check_config_keys, kind_of, read_config_file
 from .toplevel import checkpoint, data_source, input_shape, target_device, training_settings
 
@@ -111,12 +111,16 @@ def _build(data: dict, base_dir: Optional[Path], label: str,
                             "(remove the key)")
         ignored.append("disable_compression")
 
-    qmlp = check_keys(data.get("qmlp", {}), {"recipe", "rules", "calibration_size", "range_tuning"}, "qmlp")
+    qmlp = check_keys(data.get("qmlp", {}), {"recipe", "rules", "calibration_size", "range_tuning", "error_correction",
+                                             "reparameterize"}, "qmlp")
     recipe = _base_recipe(qmlp.get("recipe"), recipe_arg, base_dir)
     if "rules" in qmlp:
         recipe = recipe.with_rules(rules_from_list(qmlp["rules"], "qmlp.rules"))
     if "range_tuning" in qmlp:
         recipe = replace(recipe, range_tuning=range_tuning(qmlp["range_tuning"], recipe))
+    for key in ("error_correction", "reparameterize"):
+        if key in qmlp:
+            recipe = replace(recipe, **{key: ptq_aid(key, qmlp[key], recipe)})
     comp = compression_section(data.get("compression"), ignored)
     recipe, ignored_scope = apply_compression(recipe, comp)
     calibration = calibration_size(comp, qmlp)
