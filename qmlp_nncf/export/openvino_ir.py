@@ -101,11 +101,79 @@ def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: b
     finally:
         model.train(was_training)
     fold_elementwise_decompression(ov_model)
+    align_asymmetric_fake_quantize(model, ov_model)
     from ..quantization.ov_weights import int4_on_int8_kernels, is_statically_quantized
 
     if w4_kernels == "int8" and is_statically_quantized(ov_model):
         int4_on_int8_kernels(ov_model)
     return ov_model
+
+
+def _off_grid_asymmetric_quantizers(model: torch.nn.Module) -> list[tuple]:
+    """``(levels, exported low/high, torch low/high)`` of each enabled NNCF asymmetric quantizer whose zero is off
+    its grid: NNCF's ``TuneRange`` leaves the range as it is when ``-input_low`` is under half a step (or
+    ``input_high`` under half a step from 0), e.g. a 4-bit quantizer after GELU (low -0.17, step ~0.5)."""
+    try:
+        from nncf.torch.quantization.layers import AsymmetricQuantizer
+        from nncf.torch.quantization.quantize_functions import TuneRange
+    except ImportError:
+        return []
+    out = []
+    with torch.no_grad():
+        for m in model.modules():
+            if (not isinstance(m, AsymmetricQuantizer) or m.is_half_range
+                    or not m.is_enabled_quantization()):
+                continue
+            n = m.levels - 1
+            low, rng = TuneRange.apply(m.input_low.detach().double(), abs(m.input_range.detach().double()) + m.eps,
+                                       m.levels)
+            scale = rng / n
+            zp = torch.clamp(torch.round(-low / scale), 0, n)
+            if float((-low / scale - zp).abs().max()) < 1e-4:
+                continue  # zero on the grid: the export computes what torch does
+            out.append((m.levels, (-zp * scale).numpy(), ((n - zp) * scale).numpy(), low.numpy(), (low + rng).numpy()))
+    return out
+
+
+def align_asymmetric_fake_quantize(model: torch.nn.Module, ov_model) -> int:
+    """Give the IR's activation FakeQuantize the rounding thresholds of NNCF's torch quantizer.
+
+    NNCF's asymmetric quantizer (``Quantize_forward``) clamps ``x`` to ``[low, low + range]``, rounds
+    ``(x - low) / scale`` and outputs ``(level - zp) * scale``, ``zp = round(-low / scale)``. Its export
+    (``torch.fake_quantize_per_tensor_affine`` with the integer ``zp``) rounds ``x / scale - zp`` instead. The two
+    agree only when ``-low / scale`` is an integer, which ``TuneRange`` does not ensure when it rounds to 0 or
+    ``levels - 1``: then every rounding threshold of the IR is ``low + zp * scale`` (up to half a step) off
+    torch's. A FakeQuantize with input range ``[low, low + range]`` and output range
+    ``[-zp * scale, (levels - 1 - zp) * scale]`` computes exactly what torch does. Returns the number of
+    FakeQuantize nodes changed."""
+    import numpy as np
+    from openvino import opset13
+
+    quantizers = _off_grid_asymmetric_quantizers(model)
+    if not quantizers:
+        return 0
+    changed = 0
+    for fq in ov_model.get_ordered_ops():
+        if fq.get_type_name() != "FakeQuantize" or fq.input_value(0).get_node().get_type_name() == "Constant":
+            continue
+        consts = [fq.input_value(j).get_node() for j in range(1, 5)]
+        if any(c.get_type_name() != "Constant" for c in consts):
+            continue
+        il, ih, ol, oh = (c.get_data().astype(np.float64) for c in consts)
+        hits = {(lo.tobytes(), hi.tobytes()): (lo, hi) for levels, xl, xh, lo, hi in quantizers
+                if levels == fq.get_levels() and xl.size == il.size
+                and np.allclose(il.ravel(), xl.ravel(), rtol=1e-5, atol=1e-7) and np.allclose(il, ol)
+                and np.allclose(ih.ravel(), xh.ravel(), rtol=1e-5, atol=1e-7) and np.allclose(ih, oh)}
+        if len(hits) != 1:
+            continue  # not one of them, or two quantizers export the same FakeQuantize with different thresholds
+        lo, hi = next(iter(hits.values()))
+        for j, v in ((1, lo), (2, hi)):
+            fq.input(j).replace_source_output(
+                opset13.constant(v.astype(np.float32).reshape(il.shape)).output(0))
+        changed += 1
+    if changed:
+        ov_model.validate_nodes_and_infer_types()
+    return changed
 
 
 _GEMM_OPS = {"MatMul", "Convolution", "GroupConvolution", "ConvolutionBackpropData"}

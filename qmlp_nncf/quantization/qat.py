@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 
 from ..training import TrainConfig, train
+from .zero_grid import align_zero_points
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,9 @@ def qat(quantized: torch.nn.Module, cfg: TrainConfig, resume: bool = False, log=
     """
     if cfg.amp != "off":
         raise ValueError("QAT runs NNCF fake-quant in float32: set amp='off'")
-    return train(cfg, resume=resume, log=log, model=quantized.train())
+    result = train(cfg, resume=resume, log=log, model=quantized.train())
+    align_zero_points(quantized)  # training moved the ranges: keep the model computing what its IR computes
+    return result
 
 
 @dataclass(frozen=True)

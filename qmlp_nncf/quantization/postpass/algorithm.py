@@ -95,4 +95,5 @@ def post_training(backend: PostPassBackend, model, items: list[torch.Tensor], re
         summaries["range_tuning"] = backend.tune_ranges(quantized, model, items, recipe, decisions, log)
     if recipe.error_correction is not None:
         summaries["error_correction"] = backend.correct_weights(quantized, model, items, recipe.error_correction, log)
+    backend.align_grids(quantized)  # last: the model computes what its IR will
     return quantized, decisions, summaries

@@ -16,6 +16,7 @@ from nncf.torch.quantization.layers import (QUANTIZATION_MODULES, AsymmetricQuan
 
 from ..calibration import RangeCollector, batches
 from ..error_correction import correct_weights
+from ..zero_grid import align_zero_points
 from ..placement import PlacementPlan
 from ..range_tuning import tune_ranges
 from ..reparam import reparameterize
@@ -167,6 +168,9 @@ class TorchBackend(PostPassBackend):
     def finish(self, model, decisions, recalibrate):
         if recalibrate:
             record_ranges(model, decisions)
+
+    def align_grids(self, quantized):
+        return align_zero_points(quantized)
 
     def tune_ranges(self, quantized, model, items, recipe, decisions, log):
         log(f"{recipe.name}: tuning the quantizer ranges ({recipe.range_tuning.steps} steps on "
