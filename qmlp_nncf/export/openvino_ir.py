@@ -82,7 +82,9 @@ def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: b
     shape = [-1, *input_shape[1:]] if dynamic_batch else input_shape
     was_training = model.training
     model.eval()
+    snapped: list[tuple] = []
     try:
+        snapped += snap_quantized_weights(model, example)
         with torch.no_grad(), warnings.catch_warnings():
             # tracing re-runs the model and flags fake-quant rounding differences: expected, not a problem
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -99,14 +101,59 @@ def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: b
                           f"({type(e).__name__}: {detail}). Replace the op(s) in the model, or check that "
                           f"the input shape matches the model.") from e
     finally:
+        with torch.no_grad():
+            for param, original in snapped:
+                param.copy_(original)
         model.train(was_training)
     fold_elementwise_decompression(ov_model)
+    keep_reduced_dims_before_fake_quantize(ov_model)
     align_asymmetric_fake_quantize(model, ov_model)
     from ..quantization.ov_weights import int4_on_int8_kernels, is_statically_quantized
 
     if w4_kernels == "int8" and is_statically_quantized(ov_model):
         int4_on_int8_kernels(ov_model)
     return ov_model
+
+
+def snap_quantized_weights(model: torch.nn.Module, example: torch.Tensor) -> list[tuple]:
+    """Replace each parameter that an enabled NNCF quantizer fake-quantizes by torch's fake-quantized value,
+    so that the IR's integer weights are exactly torch's; returns ``(parameter, original value)`` pairs to restore.
+
+    A weight exactly half a step between two levels is a rounding tie, and NNCF's kernel (which rounds
+    ``(w - input_low) / step``) and OpenVINO's weight compression (which rounds ``w / step``) break it
+    differently. NNCF's ``overflow_fix`` makes ties certain: the first layer's per-channel scale is twice the
+    channel's largest ``|w|``, which lands on level 63.5 of an 8-bit narrow-range quantizer. Values already on
+    the grid quantize to themselves in both, so snapping changes nothing torch computes."""
+    try:
+        from nncf.torch.quantization.layers import BaseQuantizer
+    except ImportError:
+        return []
+    params = {p.data_ptr(): p for p in model.parameters() if p.is_floating_point()}
+    if not params:
+        return []
+    seen: dict[int, torch.Tensor] = {}
+
+    def hook(module, inputs, output):
+        x = inputs[0] if inputs else None
+        if isinstance(x, torch.Tensor) and x.data_ptr() in params and x.shape == output.shape:
+            seen[x.data_ptr()] = output.detach().clone()
+
+    quantizers = [m for m in model.modules() if isinstance(m, BaseQuantizer) and m.is_enabled_quantization()]
+    handles = [m.register_forward_hook(hook) for m in quantizers]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    snapped = []
+    with torch.no_grad():
+        for ptr, value in seen.items():
+            param = params[ptr]
+            if not torch.equal(param, value):
+                snapped.append((param, param.detach().clone()))
+                param.copy_(value)
+    return snapped
 
 
 def _off_grid_asymmetric_quantizers(model: torch.nn.Module) -> list[tuple]:
@@ -174,6 +221,65 @@ def align_asymmetric_fake_quantize(model: torch.nn.Module, ov_model) -> int:
     if changed:
         ov_model.validate_nodes_and_infer_types()
     return changed
+
+
+_REDUCE_OPS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd"}
+
+
+def keep_reduced_dims_before_fake_quantize(ov_model) -> int:
+    """Rewrite ``Reduce(keep_dims=False) -> [Multiply/Add by a constant]* -> FakeQuantize`` as the same ops with
+    ``keep_dims=True`` and a ``Squeeze`` after the FakeQuantize; returns the number of chains rewritten.
+
+    OpenVINO 2026.4's CPU plugin fuses a per-channel FakeQuantize (or a per-channel Multiply folded into one, as
+    SmoothQuant's scale before a pooled classifier head is) into a Reduce whose reduced dims are dropped, and
+    computes it wrong: most outputs land tens of levels off, and garbage at batch 200
+    (``docs/repro/ov_reduce_fake_quantize.py``). With the dims kept, a reduction over axis 1 (token pooling of ``[N, T, C]``)
+    leaves axis 1 of size 1, the plugin does not fuse the chain, and the values are the same ops on the same
+    numbers. A reduction that keeps axis 1 (e.g. over the last axis) is left as it is: keeping dims does not help
+    there."""
+    import numpy as np
+    from openvino import opset13
+
+    rewritten = 0
+    for fq in ov_model.get_ordered_ops():
+        if fq.get_type_name() != "FakeQuantize":
+            continue
+        chain, node = [], fq.input_value(0).get_node()
+        while (node.get_type_name() in ("Multiply", "Add") and len(node.output(0).get_target_inputs()) == 1
+               and node.input_value(1).get_node().get_type_name() == "Constant"):
+            chain.append(node)
+            node = node.input_value(0).get_node()
+        reduce = node
+        if (reduce.get_type_name() not in _REDUCE_OPS or reduce.get_attributes().get("keep_dims", True)
+                or len(reduce.output(0).get_target_inputs()) != 1 or not reduce.get_output_partial_shape(0).rank.is_static
+                or reduce.input_value(1).get_node().get_type_name() != "Constant"):
+            continue
+        if any(fq.input_value(j).get_node().get_type_name() != "Constant" for j in range(1, 5)):
+            continue
+        rank = reduce.get_input_partial_shape(0).rank.get_length()
+        axes = sorted(int(a) % rank for a in np.ravel(reduce.input_value(1).get_node().get_data()))
+        if 1 not in axes:
+            continue  # kept dims leave the per-channel axis where it is: the plugin fuses it, and errs, either way
+
+        def kept(value):  # a constant broadcast against the reduced output, with 1s at the kept axes
+            data = value.get_node().get_data()
+            data = data.reshape((1,) * (rank - len(axes) - data.ndim) + data.shape)
+            return opset13.constant(np.expand_dims(data, axes) if data.ndim else data).output(0)
+
+        op = getattr(opset13, {"ReduceMean": "reduce_mean", "ReduceSum": "reduce_sum", "ReduceMax": "reduce_max",
+                               "ReduceMin": "reduce_min", "ReduceProd": "reduce_prod"}[reduce.get_type_name()])
+        out = op(reduce.input_value(0), reduce.input_value(1), True).output(0)
+        for elt in reversed(chain):
+            out = (opset13.multiply if elt.get_type_name() == "Multiply" else opset13.add)(
+                out, kept(elt.input_value(1))).output(0)
+        new_fq = opset13.fake_quantize(out, *[kept(fq.input_value(j)) for j in range(1, 5)], fq.get_levels())
+        squeeze = opset13.squeeze(new_fq, opset13.constant(np.array(axes, np.int64)))
+        squeeze.set_friendly_name(fq.get_friendly_name())
+        fq.output(0).replace(squeeze.output(0))
+        rewritten += 1
+    if rewritten:
+        ov_model.validate_nodes_and_infer_types()
+    return rewritten
 
 
 _GEMM_OPS = {"MatMul", "Convolution", "GroupConvolution", "ConvolutionBackpropData"}
