@@ -233,9 +233,9 @@ def keep_reduced_dims_before_fake_quantize(ov_model) -> int:
     OpenVINO 2026.4's CPU plugin fuses a per-channel FakeQuantize (or a per-channel Multiply folded into one, as
     SmoothQuant's scale before a pooled classifier head is) into a Reduce whose reduced dims are dropped, and
     computes it wrong: most outputs land tens of levels off, and garbage at batch 200
-    (``docs/repro/ov_reduce_fake_quantize.py``). With the dims kept, a reduction over axis 1 (token pooling of ``[N, T, C]``)
-    leaves axis 1 of size 1, the plugin does not fuse the chain, and the values are the same ops on the same
-    numbers. A reduction that keeps axis 1 (e.g. over the last axis) is left as it is: keeping dims does not help
+    (``docs/repro/ov_reduce_fake_quantize.py``). With the dims kept, a reduction over axis 1 (token pooling of
+    ``[N, T, C]``) leaves axis 1 of size 1, the plugin does not fuse the chain, and the values are the same ops on
+    the same numbers. A reduction that keeps axis 1 (e.g. over the last axis) is left as it is: keeping dims does not help
     there."""
     import numpy as np
     from openvino import opset13
@@ -251,7 +251,8 @@ def keep_reduced_dims_before_fake_quantize(ov_model) -> int:
             node = node.input_value(0).get_node()
         reduce = node
         if (reduce.get_type_name() not in _REDUCE_OPS or reduce.get_attributes().get("keep_dims", True)
-                or len(reduce.output(0).get_target_inputs()) != 1 or not reduce.get_output_partial_shape(0).rank.is_static
+                or len(reduce.output(0).get_target_inputs()) != 1
+                or not reduce.get_output_partial_shape(0).rank.is_static
                 or reduce.input_value(1).get_node().get_type_name() != "Constant"):
             continue
         if any(fq.input_value(j).get_node().get_type_name() != "Constant" for j in range(1, 5)):

@@ -246,11 +246,12 @@ def _gptq(weight: torch.Tensor, bias: torch.Tensor, h: torch.Tensor, quantizer: 
 
 
 def column_rounder(quantizer: BaseQuantizer, weight: torch.Tensor) -> tuple[Callable, bool]:
-    """``(f, fast)``: ``f(column) -> rounded column`` on ``quantizer``'s per-output-channel grid; ``fast``: by NNCF's own arithmetic (its
-    ``Quantize`` forward, float32, term by term) without a quantizer call per column (a call costs ~0.2 ms, and a
-    224-px ResMLP-24 has 51k columns). Checked against the quantizer on ``weight`` first: the two may differ in the
-    last float bit and, at an exact half step, in the direction of rounding; where they differ more, or for another
-    quantizer kind or a grid that is not per output channel, the quantizer itself is called."""
+    """``(f, fast)``: ``f(column)`` is the column rounded on ``quantizer``'s per-output-channel grid; ``fast``: it
+    uses NNCF's own arithmetic (its ``Quantize`` forward, float32, term by term) instead of a quantizer call per
+    column (a call costs ~0.2 ms, and a 224-px ResMLP-24 has 51k columns). Checked against the quantizer on
+    ``weight`` first: the two may differ in the last float bit and, at an exact half step, in the direction of
+    rounding; where they differ more, or for another quantizer kind or a grid that is not per output channel, the
+    quantizer itself is called."""
 
     def call(col: torch.Tensor) -> torch.Tensor:
         return quantizer(col[:, None].float()).double()[:, 0]

@@ -91,10 +91,10 @@ def post_training(backend: PostPassBackend, model, items: list[torch.Tensor], re
         plan = placement_plan(backend.roles, backend.sites(quantized), recipe.placement, rules, recipe.activations)
         shared = backend.apply_placement(quantized, plan, recipe.activations)
     decisions = respecify(backend, quantized, rules, defaults, items, recalibrate=recipe.recalibrate, shared=shared)
-    backend.align_grids(quantized)  # before the steps that fit to the quantizers: they must see the final grids
+    backend.align_grids(quantized, decisions)  # before the steps that fit to the quantizers: the final grids
     if recipe.range_tuning is not None:
         summaries["range_tuning"] = backend.tune_ranges(quantized, model, items, recipe, decisions, log)
     if recipe.error_correction is not None:
         summaries["error_correction"] = backend.correct_weights(quantized, model, items, recipe.error_correction, log)
-    backend.align_grids(quantized)  # again after range tuning moved windows: the model computes what its IR will
+    backend.align_grids(quantized, decisions)  # again after range tuning: the model computes what its IR will
     return quantized, decisions, summaries

@@ -69,9 +69,9 @@ class PostPassBackend(ABC):
     def finish(self, model, decisions: list[Decision], recalibrate: bool) -> None:
         """After every site is done: record what the report needs, finalize the model (weight constants)."""
 
-    def align_grids(self, quantized) -> int:
-        """Make the quantized model compute what its exported IR computes (torch: ``zero_grid``); how many
-        quantizers changed. Nothing to do where the model already is the IR."""
+    def align_grids(self, quantized, decisions: list[Decision]) -> int:
+        """Make the quantized model compute what its exported IR computes (torch: ``zero_grid``), and record the
+        ranges that moved; how many quantizers changed. Nothing to do where the model already is the IR."""
         return 0
 
     def tune_ranges(self, quantized, model, items: list[torch.Tensor], recipe, decisions: list[Decision], log):

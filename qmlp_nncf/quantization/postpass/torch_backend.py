@@ -169,8 +169,11 @@ class TorchBackend(PostPassBackend):
         if recalibrate:
             record_ranges(model, decisions)
 
-    def align_grids(self, quantized):
-        return align_zero_points(quantized)
+    def align_grids(self, quantized, decisions):
+        moved = align_zero_points(quantized)
+        if moved:
+            record_ranges(quantized, decisions)
+        return moved
 
     def tune_ranges(self, quantized, model, items, recipe, decisions, log):
         log(f"{recipe.name}: tuning the quantizer ranges ({recipe.range_tuning.steps} steps on "
