@@ -157,28 +157,18 @@ def snap_quantized_weights(model: torch.nn.Module, example: torch.Tensor) -> lis
 
 
 def _off_grid_asymmetric_quantizers(model: torch.nn.Module) -> list[tuple]:
-    """``(levels, exported low/high, torch low/high)`` of each enabled NNCF asymmetric quantizer whose zero is off
-    its grid: NNCF's ``TuneRange`` leaves the range as it is when ``-input_low`` is under half a step (or
-    ``input_high`` under half a step from 0), e.g. a 4-bit quantizer after GELU (low -0.17, step ~0.5)."""
+    """``(levels, exported low/high, torch low/high)`` of each NNCF asymmetric quantizer whose zero is off its grid
+    (``quantization.zero_grid``: a 4-bit quantizer after GELU, low -0.17, step ~0.5)."""
     try:
-        from nncf.torch.quantization.layers import AsymmetricQuantizer
-        from nncf.torch.quantization.quantize_functions import TuneRange
-    except ImportError:
+        from ..quantization.zero_grid import off_grid_window
+    except ImportError:  # NNCF's torch backend is absent
         return []
     out = []
-    with torch.no_grad():
-        for m in model.modules():
-            if (not isinstance(m, AsymmetricQuantizer) or m.is_half_range
-                    or not m.is_enabled_quantization()):
-                continue
-            n = m.levels - 1
-            low, rng = TuneRange.apply(m.input_low.detach().double(), abs(m.input_range.detach().double()) + m.eps,
-                                       m.levels)
-            scale = rng / n
-            zp = torch.clamp(torch.round(-low / scale), 0, n)
-            if float((-low / scale - zp).abs().max()) < 1e-4:
-                continue  # zero on the grid: the export computes what torch does
-            out.append((m.levels, (-zp * scale).numpy(), ((n - zp) * scale).numpy(), low.numpy(), (low + rng).numpy()))
+    for m in model.modules():
+        window = off_grid_window(m)
+        if window is not None:
+            low, width, exported = (t.double() for t in window)
+            out.append((m.levels, exported.numpy(), (exported + width).numpy(), low.numpy(), (low + width).numpy()))
     return out
 
 

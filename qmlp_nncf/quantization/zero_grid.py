@@ -12,10 +12,30 @@ before): it gives the IR's FakeQuantize torch's thresholds.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from nncf.torch.function_hook import get_hook_storage
 from nncf.torch.quantization.layers import AsymmetricQuantizer
 from nncf.torch.quantization.quantize_functions import TuneRange
+
+
+@torch.no_grad()
+def off_grid_window(quantizer) -> Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``(low, width, exported_low)`` of an enabled, full-range asymmetric quantizer whose zero is off its grid
+    (``low`` / ``width``: what its torch forward uses; ``exported_low = -zp * step``: where the export's window
+    starts, same width); None for any other quantizer."""
+    if (not isinstance(quantizer, AsymmetricQuantizer) or quantizer.is_half_range
+            or not quantizer.is_enabled_quantization()):
+        return None
+    levels = quantizer.levels
+    low, width = TuneRange.apply(quantizer.input_low.detach(), quantizer.input_range.detach().abs() + quantizer.eps,
+                                 levels)
+    step = width / (levels - 1)
+    exported = -(-low / step).round().clamp(0, levels - 1) * step
+    if torch.allclose(exported, low, rtol=0, atol=1e-4 * float(step.abs().min())):
+        return None
+    return low, width, exported
 
 
 @torch.no_grad()
@@ -25,18 +45,12 @@ def align_zero_points(model: torch.nn.Module) -> int:
     moved = 0
     seen = set()
     for _, hook in get_hook_storage(model).named_hooks():
-        if (not isinstance(hook, AsymmetricQuantizer) or id(hook) in seen or hook.is_half_range
-                or not hook.is_enabled_quantization()):
-            continue
+        window = None if id(hook) in seen else off_grid_window(hook)
         seen.add(id(hook))
-        levels = hook.levels
-        low, width = TuneRange.apply(hook.input_low.detach(), hook.input_range.detach().abs() + hook.eps, levels)
-        step = width / (levels - 1)
-        zero = (-low / step).round().clamp(0, levels - 1)
-        aligned = -zero * step
-        if torch.allclose(aligned, low, rtol=0, atol=1e-6 * float(step.abs().max())):
+        if window is None:
             continue
-        hook.input_low.copy_(aligned.reshape(hook.input_low.shape))
+        _, width, exported = window
+        hook.input_low.copy_(exported.reshape(hook.input_low.shape))
         hook.input_range.copy_((width - hook.eps).reshape(hook.input_range.shape))
         moved += 1
     return moved
