@@ -31,6 +31,7 @@ def resmlp_w4a4(fmnist_train):
 
 def test_tuning_lowers_the_kl_and_moves_only_quantizer_ranges(resmlp_w4a4):
     model, q, items = resmlp_w4a4
+    q = copy.deepcopy(q)  # the fixture is shared: the block-scope test must start from the same PTQ model
     ranges = {id(p) for p in range_parameters(q)}
     before = {n: p.detach().clone() for n, p in q.named_parameters()}
     flags = {n: p.requires_grad for n, p in q.named_parameters()}
