@@ -67,15 +67,16 @@ def _check_out(out: str | Path, force: bool) -> Path:
 def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice, out: str | Path, *,
                     calibration_size: int = 0, limit: int = 0, export: bool = True, force: bool = False,
                     batch_size: int = 256, seed: int = 0, progress: bool = False, w4_kernels: str = "int8",
-                    log=_log) -> QuantizeRun:
-    """Quantize, evaluate on val, write ``quantized.pth`` (+ ``ir/model.xml``) to ``out`` atomically."""
+                    auto_max_minutes: float = 15.0, log=_log) -> QuantizeRun:
+    """Quantize, evaluate on val, write ``quantized.pth`` (+ ``ir/model.xml``) to ``out`` atomically (an ``auto:``
+    recipe within ``auto_max_minutes``)."""
     from .checkpoint import quantized_payload, save_checkpoint
     from .evaluation import evaluate
 
     out = _check_out(out, force)
     check_w4_kernels(w4_kernels)
     val = subset(data.dataset("val", loaded.model), limit)  # fail on bad data before the slow part
-    result = quantize_source(loaded, data, choice, calibration_size, seed, log)
+    result = quantize_source(loaded, data, choice, calibration_size, seed, log, auto_max_minutes)
     if export:
         _int8_note(result.recipe.weight_compression is None)
     metrics = evaluate(result.model, val, batch_size=batch_size, progress=progress)

@@ -124,12 +124,50 @@ def test_auto_recipe_is_a_valid_recipe_and_quantize_installs_it(probe, tmp_path)
     assert m.kl == pytest.approx(result.metrics.kl, rel=0.05, abs=1e-4)
 
 
+def test_auto_finish_keeps_to_its_time_budget(probe):
+    """Finishes that would end after the deadline are left out, the written recipes and the bias-correction
+    finishes before the error-correction aids (which pay most), and the result names them; the search scores on
+    fewer items where the model is too slow for the budget."""
+    import time
+
+    import nncf
+
+    from qmlp_nncf.quantization.auto import (AUTO_AIDS, AUTO_CANDIDATES, AUTO_FINISHES, EVAL_ITEMS, MIN_EVAL_ITEMS,
+                                             eval_items_for, finish, search)
+    from qmlp_nncf.quantization.postpass.algorithm import post_training
+    from qmlp_nncf.quantization.postpass.torch_backend import TorchBackend
+    from qmlp_nncf.quantization.ptq import calibration_items
+    from qmlp_nncf.quantization.roles import GraphRoles
+    from qmlp_nncf.sources import DataSource
+
+    model = probe.model_float
+    items = calibration_items(DataSource("fashion-mnist").calibration(model, 32), 32)
+    assert eval_items_for(model, items, 1e-6) == MIN_EVAL_ITEMS and eval_items_for(model, items, 1e9) == EVAL_ITEMS
+    result = search(probe, "w4a4", max_minutes=0.02)
+    roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
+    quiet = lambda m: None  # noqa: E731
+    as_searched = post_training(TorchBackend(roles), model, items, result.recipe, "mixer", None, quiet)
+    aids = [f"as searched + {a}" for a in AUTO_AIDS["w4a4"]]
+    bases = [*AUTO_FINISHES, *AUTO_CANDIDATES["w4a4"]]
+    late, kept = finish(model, items, result, result.recipe, as_searched, roles, "mixer", log=quiet,
+                        deadline=time.time() - 1, seconds=1.0)
+    assert kept.label == "as searched" and late.finish["skipped"] == bases + aids and list(late.finish["kl"]) == [
+        "as searched"]
+    # room for the two aids (2 x 2 x 1000 s estimated) but not for a base with them reserved (1000 + 4000 s)
+    tight, kept = finish(model, items, result, result.recipe, as_searched, roles, "mixer", log=quiet,
+                         deadline=time.time() + 4500, seconds=1000.0)
+    assert tight.finish["skipped"] == bases and list(tight.finish["kl"]) == ["as searched", *aids]
+    assert kept.label in tight.finish["kl"]
+
+
 def test_auto_target_errors():
     from qmlp_nncf.quantization import quantize
     from qmlp_nncf.quantization.specs import SpecError
 
     with pytest.raises(SpecError, match="auto:w4a4"):
         quantize(torch.nn.Linear(2, 2), [torch.zeros(1, 2)], "auto:w2a2")
+    with pytest.raises(ValueError, match=r"--max-minutes\) must be > 0, got 0"):
+        quantize(torch.nn.Linear(2, 2), [torch.zeros(1, 2)], "auto:w4a4", auto_max_minutes=0)
 
 
 # ---------------------------------------------------------------- the report, through the CLI

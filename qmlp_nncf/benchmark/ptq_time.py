@@ -31,18 +31,21 @@ def time_ptq(name: str, recipe: str, calibration_size: int = 0, data=None, rando
     from ..export.openvino_ir import convert
     from ..export.prepare import calibration_data, check_recipe
     from ..quantization import load_recipe, quantize
+    from ..quantization.ptq import AUTO_CALIBRATION, items_wanted
     from ..sources import ModelSource
 
     check_recipe(recipe)
-    calibration_size = calibration_size or load_recipe(recipe).calibration_size
+    calibration_size = calibration_size or (AUTO_CALIBRATION if recipe.startswith("auto:")
+                                            else load_recipe(recipe).calibration_size)
     model = ModelSource(name).load().model.eval()
-    data, described = calibration_data(model, calibration_size, data, random_calibration)
+    data, described = calibration_data(model, items_wanted(recipe, calibration_size), data,
+                                       random_calibration)
     items = [data[i] for i in range(len(data))]  # decoded before the clock starts
     inputs = {"torch": model}
     if "openvino" in backends:
         inputs["openvino"] = convert(model, (1, *items[0][0].shape))
     times: dict[str, list[float]] = {b: [] for b in backends}
-    quantizers = {}
+    quantizers, searches = {}, {}
     for _ in range(repeat):
         for backend in backends:
             t0 = time.perf_counter()
@@ -50,11 +53,15 @@ def time_ptq(name: str, recipe: str, calibration_size: int = 0, data=None, rando
                                  log=lambda msg: None)
             times[backend].append(time.perf_counter() - t0)
             quantizers[backend] = quantized.quantizers
+            if getattr(quantized, "auto", None) is not None:  # where an auto: recipe's time goes
+                a = quantized.auto
+                searches[backend] = {"search_s": round(a.seconds, 1), "evaluations": a.evaluations,
+                                     "search_complete": a.complete, "kept": (a.finish or {}).get("kept")}
             del quantized
     return [{"model": name, "recipe": recipe, "backend": b, "calibration_size": calibration_size,
              "calibration": described, "ptq_s": round(statistics.median(times[b]), 1),
              "runs_s": [round(t, 1) for t in times[b]], "quantizers": quantizers[b],
-             "threads": torch.get_num_threads()} for b in backends]
+             "threads": torch.get_num_threads(), **searches.get(b, {})} for b in backends]
 
 
 def markdown(rows: list[dict]) -> str:

@@ -29,7 +29,7 @@ def cmd_quantize(args) -> dict | Shown:
     loaded = model_source(args, config=choice.config).load(float_for="qmlp quantize")
     run = quantize_to_dir(loaded, data, choice, args.out, calibration_size=args.calibration_size,
                           limit=args.limit, export=not args.no_export, force=args.force, progress=not args.json,
-                          w4_kernels=args.w4_kernels)
+                          w4_kernels=args.w4_kernels, auto_max_minutes=args.max_minutes)
     return run.to_json()
 
 
@@ -65,6 +65,9 @@ def add_quantize(new) -> None:
     q.add_argument("--list-recipes", action="store_true",
                    help="print every recipe with its description, grouped by the models it is for, and exit")
     q.add_argument("--calibration-size", type=int, default=0, help="calibration images (default: the recipe's)")
+    q.add_argument("--max-minutes", type=float, default=15.0,
+                   help="auto: recipes: time budget of the search and its finishes (default 15; the search gets "
+                        "half, finishes that would overrun are left out and named in the report)")
     q.add_argument("--limit", type=int, default=0, help="evaluate on the first N val images only")
     q.add_argument("--no-export", action="store_true", help="skip the OpenVINO IR export")
     q.add_argument("--force", action="store_true", help="overwrite a non-empty --out")

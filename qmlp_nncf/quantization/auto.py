@@ -36,7 +36,12 @@ from .specs import QuantizerSpec, RangeSpec, SpecError
 TARGETS = {"w4a4": (4, 4), "w4a8": (4, 8), "w8a8": (8, 8)}
 EDGE_BITS = 8
 SITE_CANDIDATES = 3  # per site, the best variants of its role group are tried
-EVAL_ITEMS = 256  # calibration items the objective is measured on (recipe="auto:..." in quantize)
+EVAL_ITEMS = 256  # calibration items the objective is measured on (recipe="auto:..." in quantize) ...
+MIN_EVAL_ITEMS = 64  # ... fewer on a model too slow for EVALUATIONS_WANTED evaluations of EVAL_ITEMS in the budget
+EVALUATIONS_WANTED = 30  # enough for the uniform stage and most role groups
+QUANTIZED_COST = 2.0  # a fake-quantized forward's time over the float forward's (measured 1.6-2.2x)
+SEARCH_SHARE = 0.5  # of an auto: recipe's time budget, what the search may use (probe set-up included)
+AID_COST = 2.0  # a finish candidate with error correction over a plain one (1.93x measured at 224 px)
 EIGHT_BIT_EDGE_WEIGHT = QuantizerSpec(8, True, True, RangeSpec("min_max"))
 
 
@@ -71,7 +76,7 @@ class AutoResult:
     seconds: float = 0.0
     evaluations: int = 0
     complete: bool = True  # False when max_minutes stopped the search early
-    finish: Optional[dict] = None  # quantize(): KL as searched / with bias correction / with SmoothQuant, the kept one
+    finish: Optional[dict] = None  # quantize(): each finish's KL, the kept one, those the time budget left out
 
 
 def _eligible(probe: Probe) -> list[Site]:
@@ -217,14 +222,29 @@ def recipe_from_config(probe: Probe, config: dict, target: str, metrics: Optiona
     }
 
 
+@torch.no_grad()
+def eval_items_for(model: torch.nn.Module, items: list[torch.Tensor], seconds: float) -> int:
+    """How many items the search scores on: ``EVAL_ITEMS``, fewer (down to ``MIN_EVAL_ITEMS``) where the model is
+    too slow for ``EVALUATIONS_WANTED`` evaluations of them in ``seconds`` (224-px models on a laptop CPU)."""
+    x = torch.cat(items[:8])
+    t0 = time.perf_counter()
+    model(x)
+    per_item = (time.perf_counter() - t0) / len(x)
+    affordable = int(seconds / (EVALUATIONS_WANTED * QUANTIZED_COST * max(per_item, 1e-9)))
+    return max(MIN_EVAL_ITEMS, min(EVAL_ITEMS, affordable))
+
+
 def auto_recipe(model: torch.nn.Module, items: list[torch.Tensor], target: str, max_minutes: float = 10.0,
                 log: Callable[[str], None] = lambda m: None) -> AutoResult:
     """Search a recipe for ``model`` on the calibration ``items`` (batch-1 tensors), as ``quantize`` does for
-    ``recipe="auto:..."``."""
+    ``recipe="auto:..."``, within ``max_minutes`` including the probe's set-up."""
     parse_target(target)
-    probe = Probe(model, items, items[:EVAL_ITEMS], None, log=log)
-    result = search(probe, target.split(":", 1)[-1], max_minutes, log)
-    result.seconds += probe.setup_seconds
+    t0 = time.time()
+    n_eval = eval_items_for(model, items, 60 * max_minutes)
+    probe = Probe(model, items, items[:n_eval], None, log=log)
+    left = max(0.0, max_minutes - (time.time() - t0) / 60)
+    result = search(probe, target.split(":", 1)[-1], left, log)
+    result.seconds = time.time() - t0
     return result
 
 
@@ -257,16 +277,17 @@ class Finish:
         """The recipe JSON this finish makes of the search's."""
         return self.recipe_json or {**search.recipe_json, "nncf": {**search.recipe_json["nncf"], **self.nncf_settings}}
 
-    def applied_to(self, search: AutoResult, kls: dict, chosen_on: int) -> AutoResult:
+    def applied_to(self, search: AutoResult, kls: dict, chosen_on: int, skipped: list) -> AutoResult:
         """``search`` with this finish kept (a new result; ``search`` is left as it is)."""
         return replace(search, recipe=self.recipe, recipe_json=self.json_for(search),
-                       finish={"kl": kls, "kept": self.label, "chosen_on": chosen_on})
+                       finish={"kl": kls, "kept": self.label, "chosen_on": chosen_on, "skipped": skipped})
 
 
 @torch.no_grad()
 def finish(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult, recipe: Recipe, as_searched: tuple,
            roles: GraphRoles, family: str, ignored_scope=None, holdout: Optional[list] = None,
-           log: Callable[[str], None] = lambda m: None) -> tuple[AutoResult, Finish]:
+           log: Callable[[str], None] = lambda m: None, deadline: Optional[float] = None,
+           seconds: Optional[float] = None) -> tuple[AutoResult, Finish]:
     """The searched specs as they are (``recipe``: the search's, with any extra rules; ``as_searched``: its quantized
     model, decisions and summaries), with NNCF's fast bias
     correction, and with SmoothQuant and bias correction (which the search cannot see: they change the model around
@@ -275,26 +296,46 @@ def finish(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult
     the search's own items when there are none) is kept, and the returned search's recipe says which. Held-out
     items keep the choice from favouring the specs the search fitted to its own items. For a 4-bit target the
     one kept is then tried with weight error correction, and with reparameterization and error correction
-    (``AUTO_AIDS``)."""
+    (``AUTO_AIDS``).
+
+    With a ``deadline`` (``time.time()`` seconds), candidates that would end after it are left out, the aids
+    last (``seconds``: what the as-searched post-training took, the estimate of a plain candidate's cost; an
+    aid costs ``AID_COST`` times that): the result's ``finish["skipped"]`` names them."""
     x = torch.cat(holdout if holdout else items[:EVAL_ITEMS])
     where = "held-out calibration items" if holdout else "the calibration items"
     reference = model(x)
+    cost = {"plain": seconds or 0.0}
+    skipped: list[str] = []
+
+    def affordable(label: str, estimate: float) -> bool:
+        if deadline is None or time.time() + estimate <= deadline:
+            return True
+        skipped.append(label)
+        return False
 
     def candidate(label: str, variant: Recipe, quantized=None, decisions=None, summaries=None, **kw) -> Finish:
         if quantized is None:
+            t0 = time.time()
             quantized, decisions, summaries = post_training(TorchBackend(roles), model, items, variant, family,
                                                             ignored_scope, log)
+            if variant.error_correction is None:
+                cost["plain"] = time.time() - t0
         return Finish(label, compare(reference, quantized(x)).kl, quantized, decisions, variant,
                       summaries=summaries or {}, **kw)
 
+    aids = AUTO_AIDS.get(search.target, {})
+    reserve = lambda: AID_COST * cost["plain"] * len(aids)  # noqa: E731 - kept for the aids, which pay most
     best = candidate("as searched", recipe, *as_searched)
     kls = {best.label: best.kl}
     for label, settings in AUTO_FINISHES.items():
-        c = candidate(label, replace(recipe, nncf=replace(recipe.nncf, **settings)), nncf_settings=settings)
-        kls[label] = c.kl
-        best = c if c.kl < best.kl else best
+        if affordable(label, cost["plain"] + reserve()):
+            c = candidate(label, replace(recipe, nncf=replace(recipe.nncf, **settings)), nncf_settings=settings)
+            kls[label] = c.kl
+            best = c if c.kl < best.kl else best
     # the written recipes of the same bit budget are candidates too: the search must not end worse than them
     for name in AUTO_CANDIDATES.get(search.target, ()):
+        if not affordable(name, cost["plain"] + reserve()):
+            continue
         data = recipe_data(name)
         c = candidate(name, Recipe.from_dict(name, data))
         kls[name] = c.kl
@@ -304,13 +345,16 @@ def finish(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult
                 f"searched specs and the written recipes). " + data.get("description", ""))})
     # then the weights of the one kept, re-solved for its quantized inputs (what no spec search can do)
     base = best
-    for label, aids in AUTO_AIDS.get(search.target, {}).items():
-        c = candidate(f"{base.label} + {label}", replace(base.recipe, **aids), recipe_json={
-            **base.json_for(search), **{key: knob.to_value() for key, knob in aids.items()}})
+    for label, knobs in aids.items():
+        if not affordable(f"{base.label} + {label}", AID_COST * cost["plain"]):
+            continue
+        c = candidate(f"{base.label} + {label}", replace(base.recipe, **knobs), recipe_json={
+            **base.json_for(search), **{key: knob.to_value() for key, knob in knobs.items()}})
         kls[c.label] = c.kl
         best = c if c.kl < best.kl else best
-    log(f"{recipe.name}: kept {best.label} (KL " + ", ".join(f"{k} {v:.5f}" for k, v in kls.items()) + ")")
-    return best.applied_to(search, kls, len(x)), best
+    log(f"{recipe.name}: kept {best.label} (KL " + ", ".join(f"{k} {v:.5f}" for k, v in kls.items()) + ")"
+        + (f"; the time budget left out {', '.join(skipped)}" if skipped else ""))
+    return best.applied_to(search, kls, len(x), skipped), best
 
 
 def finish_auto(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult,

@@ -124,7 +124,7 @@ class QuantizationResult:
 def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "qmlp_w8a8",
              *, config: Optional[str | dict] = None, extra_rules: tuple = (),
              ignored_scope: Optional[nncf.IgnoredScope] = None,
-             calibration_size: Optional[int] = None, auto_max_minutes: float = 10.0,
+             calibration_size: Optional[int] = None, auto_max_minutes: float = 15.0,
              log=lambda msg: print(msg, file=sys.stderr)) -> QuantizationResult:
     """Quantize ``model`` with a recipe; returns a :class:`QuantizationResult` whose ``model`` is a new
     NNCF model (``model`` is left untouched).
@@ -134,8 +134,10 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     ``ignored_scope`` with what it describes.
     An ``ignored_scope`` name or pattern that matches no op raises ``SpecError``.
     ``recipe="auto:w4a4"`` (``auto:w4a8``, ``auto:w8a8``) first searches the specs for this model on the
-    calibration items (``quantization.auto``; at most ``auto_max_minutes``); ``result.auto`` then holds the
-    search and ``result.recipe_json`` the recipe, to save and reuse with ``--recipe FILE``.
+    calibration items (``quantization.auto``), then calibrates its finishes; both within ``auto_max_minutes``
+    (the search gets half; finishes that would overrun are left out, named in ``result.auto.finish["skipped"]``).
+    ``result.auto`` then holds the search and ``result.recipe_json`` the recipe, to save and reuse with
+    ``--recipe FILE``.
 
     ``model`` may also be an ``openvino.Model`` (a float IR with one N x C x H x W input): the same recipes, rules
     and configs then run on NNCF's OpenVINO backend (``ov_backend``), scopes use the IR's node names, and
@@ -151,6 +153,8 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         from .auto import parse_target
 
         parse_target(recipe)  # a bad target fails before any work
+        if not auto_max_minutes > 0:
+            raise ValueError(f"auto_max_minutes (qmlp quantize --max-minutes) must be > 0, got {auto_max_minutes}")
     else:
         recipe = load_recipe(recipe) if isinstance(recipe, str) else recipe
     if is_openvino_model(model):
@@ -168,11 +172,11 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     items, holdout = items[:size], items[size:]
     search = None
     if auto:
-        from .auto import auto_recipe
+        from .auto import SEARCH_SHARE, auto_recipe
 
         log(f"{recipe}: searching the quantizer specs on {len(items)} calibration items "
-            f"(at most {auto_max_minutes:g} min)")
-        search = auto_recipe(model, items, recipe, max_minutes=auto_max_minutes, log=log)
+            f"(at most {auto_max_minutes:g} min, the search {SEARCH_SHARE * auto_max_minutes:g} of them)")
+        search = auto_recipe(model, items, recipe, max_minutes=SEARCH_SHARE * auto_max_minutes, log=log)
         recipe = search.recipe
     recipe = recipe.with_rules(tuple(extra_rules))
     family, is_qmlp = family_of_module(model)
@@ -192,13 +196,15 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     else:
         roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
         check_ignored_scope(ignored_scope, roles)
+        t1 = time.time()
         quantized, decisions, summaries = post_training(TorchBackend(roles), model, items, recipe, family,
                                                         ignored_scope, log)
         if search is not None:
             from .auto import finish
 
             search, kept = finish(model, items, search, recipe, (quantized, decisions, summaries), roles, family,
-                                  ignored_scope, holdout, log)
+                                  ignored_scope, holdout, log, deadline=t0 + 60 * auto_max_minutes,
+                                  seconds=time.time() - t1)
             quantized, decisions, recipe, summaries = kept.quantized, kept.decisions, kept.recipe, kept.summaries
         report = [d.to_dict() for d in decisions]
     corrections = {k: v for k, v in summaries.items() if k != "range_tuning"}

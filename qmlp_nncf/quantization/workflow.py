@@ -63,9 +63,10 @@ def check_config_fits(choice: RecipeChoice, loaded: LoadedModel, data: DataSourc
 
 
 def quantize_source(loaded: LoadedModel, data: DataSource, choice: RecipeChoice, calibration_size: int = 0,
-                    seed: int = 0, log=_log) -> QuantizationResult:
-    """PTQ of a float model with calibration images from ``data``'s train split."""
+                    seed: int = 0, log=_log, auto_max_minutes: float = 15.0) -> QuantizationResult:
+    """PTQ of a float model with calibration images from ``data``'s train split (an ``auto:`` recipe within
+    ``auto_max_minutes``)."""
     check_config_fits(choice, loaded, data)
     calib = data.calibration(loaded.model, items_wanted(choice.recipe, calibration_size or None), seed)
     return quantize(loaded.model, calib, choice.recipe, ignored_scope=choice.ignored_scope,
-                    calibration_size=calibration_size or None, log=log)
+                    calibration_size=calibration_size or None, auto_max_minutes=auto_max_minutes, log=log)
