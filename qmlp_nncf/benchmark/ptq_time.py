@@ -56,7 +56,8 @@ def time_ptq(name: str, recipe: str, calibration_size: int = 0, data=None, rando
             if getattr(quantized, "auto", None) is not None:  # where an auto: recipe's time goes
                 a = quantized.auto
                 searches[backend] = {"search_s": round(a.seconds, 1), "evaluations": a.evaluations,
-                                     "search_complete": a.complete, "kept": (a.finish or {}).get("kept")}
+                                     "search_complete": a.complete, "kept": (a.finish or {}).get("kept"),
+                                     "skipped": (a.finish or {}).get("skipped")}
             del quantized
     return [{"model": name, "recipe": recipe, "backend": b, "calibration_size": calibration_size,
              "calibration": described, "ptq_s": round(statistics.median(times[b]), 1),
