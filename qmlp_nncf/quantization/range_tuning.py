@@ -38,6 +38,7 @@ from .specs import SpecError, check_keys, check_type
 
 TEACHER_BATCH = 256  # items per forward when computing the float model's logits and the KL
 SCOPES = ("model", "block")
+BLOCK_REPORT_ITEMS = 64  # scope "block" fits no logits: its KL before / after is only reported, on this many items
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,8 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
     Minimises KL(teacher || quantized) with Adam and a cosine schedule; every other parameter is
     frozen for the run and left as it was, except, with ``settings.weight_rounding_lr``, the quantized
     weights (``roles``, over the model's NNCF graph, locates them), each kept within half a step of its
-    start and finally set to its quantized value. Returns the mean KL on ``items`` before and after,
-    and the time.
+    start and finally set to its quantized value. Returns the mean KL on ``items`` before and after (with scope
+    "block", which fits block outputs and no logits, on the first ``BLOCK_REPORT_ITEMS`` of them), and the time.
     """
     params = range_parameters(quantized)
     if not params:
@@ -153,9 +154,10 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
     quantized.eval()
     t0 = time.time()
     inputs = torch.cat(items)
+    scored = inputs[:BLOCK_REPORT_ITEMS] if settings.scope == "block" else inputs  # 224 px: whole forwards cost
     with torch.no_grad():
-        targets = _log_probs(teacher.eval(), inputs)
-        kl_before = float(_kl(_log_probs(quantized, inputs), targets))
+        targets = _log_probs(teacher.eval(), scored)
+        kl_before = float(_kl(_log_probs(quantized, scored), targets))
     handles = []
     try:
         for p in others:
@@ -182,7 +184,7 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
         with torch.no_grad():
             for w, _, q in weights:  # store each learned weight on its grid point: exporters round it the same way
                 w.copy_(q(w))
-            kl_after = float(_kl(_log_probs(quantized, inputs), targets))
+            kl_after = float(_kl(_log_probs(quantized, scored), targets))
     finally:
         for handle in handles:
             handle.remove()
@@ -190,7 +192,7 @@ def tune_ranges(quantized: torch.nn.Module, teacher: torch.nn.Module, items: lis
             p.requires_grad_(flag)
         quantized.train(was_training)
     return {"kl_before": kl_before, "kl_after": kl_after, "seconds": round(time.time() - t0, 1),
-            "steps": settings.steps, "items": len(inputs), "scope": settings.scope}
+            "steps": settings.steps, "items": len(inputs), "kl_items": len(scored), "scope": settings.scope}
 
 
 def _clamp_to_half_step(weights: list) -> None:
