@@ -53,7 +53,7 @@ def time_ptq(name: str, recipe: str, calibration_size: int = 0, data=None, rando
                                  log=lambda msg: None)
             times[backend].append(time.perf_counter() - t0)
             quantizers[backend] = quantized.quantizers
-            if getattr(quantized, "auto", None) is not None:  # where an auto: recipe's time goes
+            if quantized.auto is not None:  # where an auto: recipe's time goes
                 a = quantized.auto
                 searches[backend] = {"search_s": round(a.seconds, 1), "evaluations": a.evaluations,
                                      "search_complete": a.complete, "kept": (a.finish or {}).get("kept"),

@@ -20,6 +20,14 @@ def cmd_quantize(args) -> dict | Shown:
     if args.ir and args.no_export:
         raise ValueError("--ir writes the quantized IR itself: drop --no-export")
     choice = RecipeChoice.resolve(args.recipe, args.config)
+    minutes = 15.0 if args.max_minutes is None else args.max_minutes
+    if args.max_minutes is not None:
+        name = getattr(choice.recipe, "name", choice.recipe)
+        if not (isinstance(choice.recipe, str) and choice.recipe.startswith("auto:")):
+            raise ValueError(f"--max-minutes bounds an auto: recipe's search; recipe {name} is not one: drop "
+                             f"--max-minutes (or use --recipe auto:w4a4)")
+        if not minutes > 0:
+            raise ValueError(f"--max-minutes must be > 0, got {minutes:g}")
     data = data_source(args, config=choice.config, check=("train", "val"))
     if args.ir:
         from ..pipeline import quantize_ir_to_dir
@@ -29,7 +37,7 @@ def cmd_quantize(args) -> dict | Shown:
     loaded = model_source(args, config=choice.config).load(float_for="qmlp quantize")
     run = quantize_to_dir(loaded, data, choice, args.out, calibration_size=args.calibration_size,
                           limit=args.limit, export=not args.no_export, force=args.force, progress=not args.json,
-                          w4_kernels=args.w4_kernels, auto_max_minutes=args.max_minutes)
+                          w4_kernels=args.w4_kernels, auto_max_minutes=minutes)
     return run.to_json()
 
 
@@ -65,7 +73,7 @@ def add_quantize(new) -> None:
     q.add_argument("--list-recipes", action="store_true",
                    help="print every recipe with its description, grouped by the models it is for, and exit")
     q.add_argument("--calibration-size", type=int, default=0, help="calibration images (default: the recipe's)")
-    q.add_argument("--max-minutes", type=float, default=15.0,
+    q.add_argument("--max-minutes", type=float,
                    help="auto: recipes: time budget of the search and its finishes (default 15; the search gets "
                         "half, finishes that would overrun are left out and named in the report)")
     q.add_argument("--limit", type=int, default=0, help="evaluate on the first N val images only")

@@ -39,9 +39,9 @@ SITE_CANDIDATES = 3  # per site, the best variants of its role group are tried
 EVAL_ITEMS = 256  # calibration items the objective is measured on (recipe="auto:..." in quantize) ...
 MIN_EVAL_ITEMS = 64  # ... fewer on a model too slow for EVALUATIONS_WANTED evaluations of EVAL_ITEMS in the budget
 EVALUATIONS_WANTED = 30  # enough for the uniform stage and most role groups
-QUANTIZED_COST = 2.0  # a fake-quantized forward's time over the float forward's (measured 1.6-2.2x)
+QUANTIZED_COST = 2.0  # a fake-quantized forward's time over the float forward's (an upper estimate)
 SEARCH_SHARE = 0.5  # of an auto: recipe's time budget, what the search may use (probe set-up included)
-AID_COST = 2.0  # a finish candidate with error correction over a plain one (1.93x measured at 224 px)
+AID_COST = 2.0  # a finish with error correction over a plain one (224 px: 1.5x EC, 1.9x RP + EC, docs/results.md)
 EIGHT_BIT_EDGE_WEIGHT = QuantizerSpec(8, True, True, RangeSpec("min_max"))
 
 
@@ -324,7 +324,10 @@ def finish(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult
                       summaries=summaries or {}, **kw)
 
     aids = AUTO_AIDS.get(search.target, {})
-    reserve = lambda: AID_COST * cost["plain"] * len(aids)  # noqa: E731 - kept for the aids, which pay most
+
+    def reserve() -> float:  # kept back for the aids, which pay most
+        return AID_COST * cost["plain"] * len(aids)
+
     best = candidate("as searched", recipe, *as_searched)
     kls = {best.label: best.kl}
     for label, settings in AUTO_FINISHES.items():
