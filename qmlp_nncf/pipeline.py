@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from .atomic import staged_folder
-from .export.openvino_ir import check_w4_kernels, export_ir
+from .export.openvino_ir import check_w4_kernels, export_ir, quantized_census, record_auto_census
 from .hardware import int8_note
 from .quantization.ptq import QuantizationResult, quantize
 from .quantization.workflow import RecipeChoice, quantize_source
@@ -77,6 +77,9 @@ def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
     check_w4_kernels(w4_kernels)
     val = subset(data.dataset("val", loaded.model), limit)  # fail on bad data before the slow part
     result = quantize_source(loaded, data, choice, calibration_size, seed, log, auto_max_minutes)
+    if result.auto is not None:  # the search's report and recipe.json carry what its IR runs in float
+        record_auto_census(result, quantized_census(result.model, (1, *data.input_size(loaded.model)), w4_kernels),
+                           log)
     if export:
         _int8_note(result.recipe.weight_compression is None)
     metrics = evaluate(result.model, val, batch_size=batch_size, progress=progress)
@@ -134,7 +137,7 @@ def quantize_ir_to_dir(ir: str | Path, data: DataSource, choice: RecipeChoice, o
     calib = data.calibration(info, size, seed)
     _int8_note(getattr(choice.recipe, "weight_compression", None) is None)
     result = quantize(model, calib, choice.recipe, ignored_scope=choice.ignored_scope, calibration_size=size,
-                      log=log)
+                      target_device=choice.target_device, log=log)
     metrics = ir_top1(result.model, val, batch_size=batch_size, progress=progress)
     meta = {"input_shape": [1, *info.input_size], "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **versions(), "recipe": result.recipe.name, "backend": "openvino", "source_ir": str(ir),

@@ -272,7 +272,10 @@ def test_scope_overrides_hit_exactly_their_quantizers(resmlp, calibration):
     token_inputs = {r["hook"] for r in report if "token_mixing_input" in r["roles"]}
     assert token_inputs == {"post_hooks.blocks/0/norm1/addcmul/0__0.0", "post_hooks.blocks/1/norm1/addcmul/0__0.0"}
     fc1_weight = "pre_hooks.blocks/1/mlp_channels/fc1/linear/0__1.0"
-    assert four_bit == token_inputs | {fc1_weight}
+    # the fused placement's quantizer on each token Linear's output is attached to that Linear: the scope hits it too
+    token_outputs = {r["hook"] for r in report if "token_mixing_output" in r["roles"]}
+    assert token_outputs == {f"post_hooks.blocks/{b}/linear_tokens/linear/0__0.0" for b in (0, 1)}
+    assert four_bit == token_inputs | token_outputs | {fc1_weight}
     by_hook = {r["hook"]: r for r in report}
     assert not by_hook[fc1_weight]["per_channel"] and by_hook[fc1_weight]["symmetric"]
     # the ignored Linear lost its weight quantizer and its input quantizer (on norm2's output)
@@ -467,10 +470,10 @@ def test_data_and_target_device(tmp_path):
     with pytest.raises(SpecError, match=r"^data and dataset_dir disagree \('/a', '/b'\); give one"):
         load_config({"data": "/a", "dataset_dir": "/b"})
     notes = []
-    assert load_config({"target_device": "VPU"}, log=notes.append).target_device == "NPU"
-    assert notes == ["config: target_device VPU: kept in cfg.target_device, but quantize() places the quantizers "
-                     "as for ANY (it does not pass a target device to nncf.quantize)"]
-    assert load_config({"target_device": "CPU"}, log=notes.append).target_device == "CPU" and len(notes) == 1
+    cfg = load_config({"target_device": "VPU"}, log=notes.append)
+    assert cfg.target_device == cfg.recipe.nncf.target_device == "NPU" and notes == []
+    assert load_config({"target_device": "CPU_SPR"}).recipe.nncf.target_device == "CPU_SPR"
+    assert load_config({}).recipe.nncf.target_device is None
 
 
 def test_recipe_argument_is_the_default_and_must_not_contradict_the_config():

@@ -7,7 +7,7 @@ import openvino as ov
 import pytest
 import torch
 
-from qmlp_nncf.benchmark.census import executed_census, float_counts
+from qmlp_nncf.census import executed_census, float_counts
 from qmlp_nncf.quantization import quantize
 from qmlp_nncf.quantization.placement import Placement
 from qmlp_nncf.quantization.specs import SpecError
@@ -203,3 +203,52 @@ def test_four_bit_qmlp_recipe_on_an_unconverted_model_names_the_alternatives(fmn
     notes.clear()
     quantize(_load("resmlp_fmnist"), _items(fmnist_train, 8), "qmlp_w4a8", log=notes.append)
     assert not any("auto:w4a4" in n for n in notes)
+
+
+def _fewer_or_equal_float_layers(ours: dict, stock: dict):
+    for group in ("element-wise", "MVN", "Concat", "Transpose", "Split"):
+        assert ours[group] <= stock[group], (group, ours, stock)
+
+
+def _float_layers(model) -> dict:
+    from qmlp_nncf.export.openvino_ir import quantized_census
+
+    return quantized_census(model, SHAPE)["float"]
+
+
+@pytest.mark.parametrize("name, recipe", [("resmlp_fmnist", "plain_w4a4_ec"), ("mixer_fmnist", "plain_w4a8_ec"),
+                                          ("gmlp_fmnist", "plain_w4a4_ec")])
+def test_no_surgery_recipes_run_no_more_float_layers_than_stock(fmnist_train, name, recipe):
+    """Issue 34: the recipes for models that cannot be converted (an Affine ResMLP, a Mixer, a gMLP) get the fused
+    placement: their IR's executed graph keeps no more float element-wise / MVN / Concat / Transpose / Split
+    layers than stock nncf_default_w8a8's of the same model, and the residual stream stays 8-bit symmetric."""
+    model, items = _load(name), _items(fmnist_train, 8)
+    ours = quantize(model, items, recipe, **QUIET)
+    stock = quantize(model, items, "nncf_default_w8a8", **QUIET)
+    _fewer_or_equal_float_layers(_float_layers(ours.model), _float_layers(stock.model))
+    residual = [r for r in ours.report if set(r["roles"]) == {"residual_add"}]
+    assert residual and all(r["bits"] == 8 and r["symmetric"] for r in residual)
+
+
+def test_baselines_keep_the_placement_they_exist_to_show(fmnist_train):
+    """plain_w4a4_p999 stays the ONNX Runtime-like placement: Linear inputs only, the residual stream in float."""
+    result = quantize(_load("resmlp_fmnist"), _items(fmnist_train, 8), "plain_w4a4_p999", **QUIET)
+    assert not [r for r in result.report if "residual_add" in r["roles"]]
+
+
+def test_auto_recipe_is_fused_and_its_recipe_carries_the_census(tmp_path, fmnist_train):
+    """`qmlp quantize --recipe auto:w4a8`: every finish is fused; the saved recipe.json and the run's summary carry
+    the census of the IR kept (no more float layers than stock's) and say why the search stopped."""
+    from qmlp_nncf.pipeline import quantize_to_dir
+    from qmlp_nncf.quantization.workflow import RecipeChoice
+    from qmlp_nncf.sources import DataSource, ModelSource
+
+    loaded = ModelSource(name="resmlp_fmnist").load()
+    run = quantize_to_dir(loaded, DataSource(), RecipeChoice.resolve("auto:w4a8"), tmp_path / "q", limit=50,
+                          calibration_size=24, auto_max_minutes=1.0, export=False, log=lambda m: None)
+    saved = json.loads((tmp_path / "q" / "recipe.json").read_text())
+    assert saved["placement"] == "fused" and run.result.recipe.placement.active
+    summary = run.result.summary()["auto"]
+    assert saved["census"] == summary["census"] and summary["stopped"]
+    stock = quantize(loaded.model, _items(fmnist_train, 8), "nncf_default_w8a8", **QUIET)
+    _fewer_or_equal_float_layers(saved["census"]["float"], _float_layers(stock.model))

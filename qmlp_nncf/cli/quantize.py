@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from .options import W4_HELP, Shown, data_source, log, model_source
 
+TARGET_HELP = ("nncf.quantize's target_device: ANY, CPU, GPU, NPU or CPU_SPR (default: the config's, else NNCF's ANY); "
+               "CPU_SPR on a torch model quantizes for CPU with the fused placement's int8 residual stream (NNCF's "
+               "torch backend refuses it)")
+
 
 def cmd_quantize(args) -> dict | Shown:
     from ..pipeline import quantize_to_dir
@@ -19,7 +23,7 @@ def cmd_quantize(args) -> dict | Shown:
         raise ValueError("--ir is the model to quantize: drop --model/--checkpoint/--pretrained-file")
     if args.ir and args.no_export:
         raise ValueError("--ir writes the quantized IR itself: drop --no-export")
-    choice = RecipeChoice.resolve(args.recipe, args.config)
+    choice = RecipeChoice.resolve(args.recipe, args.config, args.target_device)
     minutes = 15.0 if args.max_minutes is None else args.max_minutes
     if args.max_minutes is not None:
         name = getattr(choice.recipe, "name", choice.recipe)
@@ -54,7 +58,7 @@ def cmd_export(args) -> dict:
                           batch=args.batch, dynamic_batch=args.dynamic_batch, ovms_repo=args.ovms_repo,
                           ovms_name=args.ovms_name, ovms_version=args.ovms_version, force=args.force,
                           evaluate=args.evaluate, limit=args.limit, progress=not args.json,
-                          w4_kernels=args.w4_kernels)
+                          w4_kernels=args.w4_kernels, target_device=args.target_device)
     log(f"wrote {result.xml}")
     return result.to_json()
 
@@ -80,6 +84,7 @@ def add_quantize(new) -> None:
     q.add_argument("--no-export", action="store_true", help="skip the OpenVINO IR export")
     q.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     q.add_argument("--w4-kernels", choices=W4_KERNELS, default="int8", help=W4_HELP)
+    q.add_argument("--target-device", metavar="DEVICE", help=TARGET_HELP)
 
 
 def add_export(new) -> None:
@@ -97,6 +102,7 @@ def add_export(new) -> None:
     x.add_argument("--dynamic-batch", action="store_true", help="leave the batch dimension dynamic")
     x.add_argument("--force", action="store_true", help="replace an existing IR")
     x.add_argument("--w4-kernels", choices=W4_KERNELS, default="int8", help=W4_HELP)
+    x.add_argument("--target-device", metavar="DEVICE", help=TARGET_HELP)
     x.add_argument("--calibration-size", type=int, default=0,
                    help="calibration images for --recipe (default: the recipe's, as qmlp quantize)")
     x.add_argument("--random-calibration", action="store_true",

@@ -115,6 +115,23 @@ def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: b
     return ov_model
 
 
+def quantized_census(model: torch.nn.Module, input_shape: Sequence[int], w4_kernels: str = "int8") -> dict:
+    """:func:`qmlp_nncf.census.ir_census` of the IR that :func:`convert` makes of ``model``."""
+    from ..census import ir_census
+
+    return ir_census(convert(model, input_shape, w4_kernels=w4_kernels))
+
+
+def record_auto_census(result, census: dict, log=lambda m: None) -> None:
+    """Put the census of an ``auto:`` result's IR in its report and its recipe (what the kept finish runs in float)."""
+    if result.auto is None:
+        return
+    result.auto.census = census
+    result.auto.recipe_json["census"] = census
+    log(f"{result.recipe.name}: layers the IR runs in float: "
+        + ", ".join(f"{g} {n}" for g, n in census["float"].items()))
+
+
 def snap_quantized_weights(model: torch.nn.Module, example: torch.Tensor) -> list[tuple]:
     """Replace each parameter that an enabled NNCF quantizer fake-quantizes by torch's fake-quantized value,
     so that the IR's integer weights are exactly torch's; returns ``(parameter, original value)`` pairs to restore.

@@ -18,7 +18,7 @@ def export_model(source: ModelSource, out: Optional[str] = None, *, recipe: str 
                  batch: int = 1, dynamic_batch: bool = False, ovms_repo: Optional[str] = None,
                  ovms_name: Optional[str] = None, ovms_version: int = 1, force: bool = False,
                  evaluate: bool = False, limit: int = 0, progress: bool = False,
-                 w4_kernels: str = "int8") -> ExportResult:
+                 w4_kernels: str = "int8", target_device: Optional[str] = None) -> ExportResult:
     """Export ``source`` (quantized with ``recipe`` on ``data``'s train split, or random images only with
     ``random_calibration``) to ``out`` or ``<ovms_repo>/<ovms_name>/<ovms_version>/``, atomically.
     ``w4_kernels``: how 4-bit weights run (``export.openvino_ir.convert``)."""
@@ -36,7 +36,7 @@ def export_model(source: ModelSource, out: Optional[str] = None, *, recipe: str 
     if note:
         _log(note)
     data = data or DataSource()
-    prepared = prepare(source, recipe, data, calibration_size, random_calibration)
+    prepared = prepare(source, recipe, data, calibration_size, random_calibration, target_device)
 
     measure = None
     if evaluate:

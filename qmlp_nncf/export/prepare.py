@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torch.utils.data import Dataset
@@ -91,7 +92,7 @@ def calibration_data(model: torch.nn.Module, size: int, data=None, random: bool 
 
 
 def prepare(source, recipe: str = FP32, data=None, calibration_size: int = 0,
-            random_calibration: bool = False) -> Prepared:
+            random_calibration: bool = False, target_device: Optional[str] = None) -> Prepared:
     """Load ``source`` (a ``sources.ModelSource``) and quantize it with ``recipe`` (a name, a recipe .json or
     ``auto:...``) through the pipeline of ``qmlp quantize`` (``workflow.quantize_source``): the same calibration
     items of ``data``'s train split (the recipe's calibration size unless ``calibration_size`` is given, plus the
@@ -123,14 +124,20 @@ def prepare(source, recipe: str = FP32, data=None, calibration_size: int = 0,
         from ..quantization.ptq import items_wanted
         from ..quantization.workflow import RecipeChoice, quantize_source
 
-        choice = RecipeChoice.resolve(recipe)
+        choice = RecipeChoice.resolve(recipe, target_device=target_device)
         if random_calibration:
             n = items_wanted(choice.recipe, calibration_size or None)
             calibration, info["calibration"] = calibration_data(model, n, random=True)
             info["calibration_random"] = "true"
-            result = quantize(model, calibration, choice.recipe, calibration_size=calibration_size or None)
+            result = quantize(model, calibration, choice.recipe, calibration_size=calibration_size or None,
+                              target_device=choice.target_device)
         else:
             result = quantize_source(loaded, data, choice, calibration_size)
             info["calibration"] = f"{data.describe('train')} x{result.calibration_items}"
+        if result.auto is not None:
+            from .openvino_ir import quantized_census, record_auto_census
+
+            record_auto_census(result, quantized_census(result.model, (1, *shape)))
+            info["auto_census_float"] = json.dumps(result.auto.census["float"])
         model = result.model
     return Prepared(model.eval(), shape, info)

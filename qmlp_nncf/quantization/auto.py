@@ -36,6 +36,12 @@ from .specs import QuantizerSpec, RangeSpec, SpecError
 TARGETS = {"w4a4": (4, 4), "w4a8": (4, 8), "w8a8": (8, 8)}
 EDGE_BITS = 8
 SITE_CANDIDATES = 3  # per site, the best variants of its role group are tried
+# the search stops where it stops paying: after the role groups when they gained less than STAGE_GAIN of the uniform
+# stage's KL (the sites then have little left to find), and in the site stage after SITE_PATIENCE evaluations in a
+# row that each gained less than STEP_GAIN of the KL (relative)
+STAGE_GAIN = 0.05
+STEP_GAIN = 0.01
+SITE_PATIENCE = 12
 EVAL_ITEMS = 256  # calibration items the objective is measured on (recipe="auto:..." in quantize) ...
 MIN_EVAL_ITEMS = 64  # ... fewer on a model too slow for EVALUATIONS_WANTED evaluations of EVAL_ITEMS in the budget
 EVALUATIONS_WANTED = 30  # enough for the uniform stage and most role groups
@@ -77,6 +83,8 @@ class AutoResult:
     evaluations: int = 0
     complete: bool = True  # False when max_minutes stopped the search early
     finish: Optional[dict] = None  # quantize(): each finish's KL, the kept one, those the time budget left out
+    stopped: str = "complete"  # why the search ended: complete | converged (...) | time budget
+    census: Optional[dict] = None  # quantize(): float / int8 layers of the kept finish's executed graph, by group
 
 
 def _eligible(probe: Probe) -> list[Site]:
@@ -145,8 +153,11 @@ def search(probe: Probe, target: str = "w4a4", max_minutes: float = 10.0,
 
     ranking: dict[str, list] = {}  # group -> candidates by their KL in the group stage (best first)
 
+    stale = 0  # evaluations in a row without a gain of STEP_GAIN (site stage)
+    stopped = "complete"
+
     def descend(stage: str, groups: dict[str, list[str]], group_of: Optional[dict] = None) -> bool:
-        nonlocal best_cfg, best
+        nonlocal best_cfg, best, stale, stopped
         for what, names in groups.items():
             cands = free[names[0]]
             if group_of is not None:  # sites: only the variants that did best for the whole group
@@ -154,13 +165,18 @@ def search(probe: Probe, target: str = "w4a4", max_minutes: float = 10.0,
             tried = []
             for cand in cands:
                 if time.time() > deadline:
+                    stopped = "time budget"
                     return False
+                if group_of is not None and stale >= SITE_PATIENCE:
+                    stopped = f"converged: {stale} site evaluations in a row gained < {STEP_GAIN:.0%} each"
+                    return True
                 if all(best_cfg[n] == cand for n in names):
                     continue
                 cfg = {**best_cfg, **{n: cand for n in names}}
                 m = run(cfg)
                 tried.append((m.kl, cand))
                 kept = m.kl < best.kl
+                stale = 0 if m.kl < (1 - STEP_GAIN) * best.kl else stale + 1
                 steps.append(SearchStep(stage, what, str(cand), m.kl, kept))
                 if kept:
                     best_cfg, best = cfg, m
@@ -173,19 +189,26 @@ def search(probe: Probe, target: str = "w4a4", max_minutes: float = 10.0,
     for name in free:
         bits = free[name][0].bits
         groups.setdefault(f"{site_group(sites[name])} ({bits}-bit)", []).append(name)
+    uniform_kl = best.kl
     complete = descend("group", groups)
     log(f"auto:{target}: after role groups KL {best.kl:.5f} ({probe.evaluations - start_evals} evaluations)")
-    if complete:
+    gain = (uniform_kl - best.kl) / uniform_kl if uniform_kl > 0 else 0.0
+    if complete and gain < STAGE_GAIN:
+        stopped = f"converged: the role groups gained {gain:.1%} of the uniform KL (< {STAGE_GAIN:.0%}), no site stage"
+    elif complete:
+        stale = 0
         group_of = {n: g for g, names in groups.items() for n in names}
         complete = descend("site", {n: [n] for n in free}, group_of)
         log(f"auto:{target}: after sites KL {best.kl:.5f} ({probe.evaluations - start_evals} evaluations)")
     if not complete:
         log(f"auto:{target}: stopped by max_minutes={max_minutes} (the best assignment so far is used)")
+    elif stopped != "complete":
+        log(f"auto:{target}: {stopped}")
     config = {**fixed, **best_cfg}
     recipe_json = recipe_from_config(probe, config, target, best)
     recipe = Recipe.from_dict(f"auto_{target}", recipe_json)
     return AutoResult(target, config, best, recipe, recipe_json, steps, time.time() - t0,
-                      probe.evaluations - start_evals, complete)
+                      probe.evaluations - start_evals, complete, stopped=stopped)
 
 
 def _scope(site: Site) -> str:
@@ -213,9 +236,11 @@ def recipe_from_config(probe: Probe, config: dict, target: str, metrics: Optiona
     return {
         "description": f"auto:{target}, searched for this model on its calibration data (qmlp_nncf.quantization."
                        f"auto){kl}. Every Linear inside the blocks: {target[:2]} weights, {target[2:]} inputs; "
-                       f"stem and classifier 8-bit; tensors that feed no Linear stay float.",
+                       f"stem and classifier 8-bit; the residual stream, the token-mixing outputs and every norm input 8-bit "
+                       f"(the fused placement: OpenVINO runs the Transposes, norms and splits in int8).",
         "calibration_size": probe.calibration_items,
         "nncf": {"model_type": "transformer", "smooth_quant": False, "fast_bias_correction": False},
+        "placement": "fused",
         "weights": w_default.to_dict(),
         "activations": act_default.to_dict(),
         "rules": rules,
@@ -249,8 +274,10 @@ def auto_recipe(model: torch.nn.Module, items: list[torch.Tensor], target: str, 
 
 
 # ---------------------------------------------------------------- the finish (quantize's last step for "auto:...")
-AUTO_CANDIDATES = {"w4a4": ("qmlp_w4a4", "nncf_transformer_w4a4", "plain_w4a4_p999", "plain_w4a4_p9999"),
-                   "w4a8": ("qmlp_w4a8",), "w8a8": ("qmlp_w8a8", "nncf_transformer_w8a8")}
+# written recipes of the same bit budget, each tried in the fused placement (every finish compared is fusable:
+# NNCF's own-range baselines, which cannot take a placement, are not candidates)
+AUTO_CANDIDATES = {"w4a4": ("qmlp_w4a4", "plain_w4a4_p999", "plain_w4a4_p9999"),
+                   "w4a8": ("qmlp_w4a8",), "w8a8": ("qmlp_w8a8",)}
 AUTO_FINISHES = {"bias correction": {"fast_bias_correction": True},
                  "SmoothQuant + bias correction": {"fast_bias_correction": True, "smooth_quant": True}}
 _AIDS = {"error correction": {"error_correction": ErrorCorrection()},
@@ -339,7 +366,7 @@ def finish(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult
     for name in AUTO_CANDIDATES.get(search.target, ()):
         if not affordable(name, cost["plain"] + reserve()):
             continue
-        data = recipe_data(name)
+        data = {**recipe_data(name), "placement": "fused"}
         c = candidate(name, Recipe.from_dict(name, data))
         kls[name] = c.kl
         if c.kl < best.kl:

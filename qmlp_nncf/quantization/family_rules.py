@@ -16,11 +16,21 @@ _EIGHT_BIT_MINMAX = {"bits": 8, "symmetric": True, "range": {"estimator": "min_m
 _RESIDUAL = {"bits": 8, "symmetric": True, "range": {"estimator": "percentile", "percentile": 99.99}}
 _AFFINE = {"symmetric": False}  # the range estimator (percentile and its value) comes from the recipe
 
-COMMON = [
-    {"match": ["norm_output"], "spec": _AFFINE},
-    {"match": ["activation_output"], "spec": _AFFINE},
+# the tensors the fused placement adds quantizers to: the family rules give them these specs, and recipes without family
+# rules (whose default activation spec may be 4-bit) get them from PLACED; a recipe's own rules still override them
+_STREAMS = [
     {"match": ["residual_add"], "spec": _RESIDUAL},
     {"match": ["token_mixing_output"], "spec": {"bits": 8, "range": {"estimator": "min_max"}}},
+]
+# with the family rules off (the plain_* recipes, auto:), also gMLP's GELU output where the gate splits it (u is
+# the product's input, v the gate norm's), whatever the recipe's default activation spec; symmetric, because
+# OpenVINO folds a symmetric dequantization into the MVN after it and keeps an affine one as an f32 Subgraph
+PLACED = _STREAMS + [{"match": ["spatial_gating_input"], "spec": {
+    "bits": 8, "symmetric": True, "range": {"estimator": "percentile", "percentile": 99.99}}}]
+
+COMMON = _STREAMS + [
+    {"match": ["norm_output"], "spec": _AFFINE},
+    {"match": ["activation_output"], "spec": _AFFINE},
     {"match": ["patch_embedding_input"], "spec": _EIGHT_BIT_MINMAX},
     {"match": ["classifier_input"], "spec": {"bits": 8}},
     {"match": ["weights", "patch_embedding"], "spec": {"bits": 8}},
@@ -37,6 +47,11 @@ FAMILY_RULES = {
         {"match": ["spatial_gating_input"], "spec": _AFFINE},
     ],
 }
+
+
+def placed_rules():
+    """The specs of the tensors the fused placement quantizes (``PLACED``)."""
+    return rules_from_list(PLACED, "built-in placement rules")
 
 
 def family_rules(family: str):

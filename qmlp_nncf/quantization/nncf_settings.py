@@ -58,4 +58,6 @@ def nncf_kwargs(recipe: Recipe, ignored_scope: Optional[nncf.IgnoredScope]) -> d
         kw["preset"] = nncf.QuantizationPreset(s.preset)
     if ignored_scope is not None:
         kw["ignored_scope"] = ignored_scope
+    if s.target_device is not None:
+        kw["target_device"] = nncf.TargetDevice[s.target_device]
     return kw

@@ -107,6 +107,25 @@ def _epilogue_end(roles: GraphRoles, node):
         node = following[0]
 
 
+def _feeds_swap(roles: GraphRoles, node) -> bool:
+    """Whether ``node``'s output reaches a transpose through layout-only ops (a Dropout, a reshape)."""
+    stack = list(roles.graph.get_next_nodes(node))
+    while stack:
+        n = stack.pop()
+        if roles.kind(n) == "swap":
+            return True
+        if roles.kind(n) == "layout":
+            stack.extend(roles.graph.get_next_nodes(n))
+    return False
+
+
+def _layout_source(roles: GraphRoles, node):
+    """The op whose output ``node`` reads, looked through layout-only ops (gMLP's chunk in front of its norm)."""
+    while roles.kind(node) == "layout" and len(roles.data_inputs(node)) == 1:
+        node = roles.data_inputs(node)[0].from_node
+    return node
+
+
 def plan(roles: GraphRoles, sites: list[Site], placement: Placement, rules=(),
          activations: QuantizerSpec = QuantizerSpec()) -> PlacementPlan:
     """What to move and add in a model whose quantizers are ``sites``. ``shared_group_input`` applies where all of a
@@ -118,13 +137,13 @@ def plan(roles: GraphRoles, sites: list[Site], placement: Placement, rules=(),
         groups: dict[str, list[Site]] = {}
         for s in sites:
             node = graph.get_node_by_name(s.op)
-            if not s.is_weight and "token_mixing_input" in s.roles and roles.kind(node) == "layout":
+            if not s.is_weight and "token_mixing_input" in s.roles and roles.kind(node) in ("layout", "swap"):
                 groups.setdefault(roles.producer(node).node_name, []).append(s)
         for source, members in groups.items():
             readers = {c.node_name for c in roles.consumers(graph.get_node_by_name(source))}
             covered = {c for s in members for c in s.consumers}
-            if len(members) < 2 or readers != covered or source in quantized_outputs:
-                continue  # the tensor has other readers, or one group: nothing to share
+            if readers != covered or source in quantized_outputs:
+                continue  # the tensor has other readers: its quantizers stay where they are
             if any(resolve(s, rules, activations)[0].bits not in placement.group_input_bits for s in members):
                 continue
             remove += [s.hook_name for s in members]
@@ -138,6 +157,17 @@ def plan(roles: GraphRoles, sites: list[Site], placement: Placement, rules=(),
                 if node.node_name not in quantized_outputs:
                     insert.append(Insertion(node.node_name))
                     quantized_outputs[node.node_name] = insert[-1]
+        # every norm reads int8: a norm whose input is not the residual stream (gMLP's gate norm, on one half of
+        # the GELU output) gets a quantizer on that input's producer, so the Split and the MVN move int8 data
+        for node in graph.topological_sort():
+            inputs = roles.data_inputs(node)
+            if roles.kind(node) != "norm" or len(inputs) != 1:
+                continue
+            source = _layout_source(roles, inputs[0].from_node)
+            if roles.kind(source) in ("norm", "input") or source.node_name in quantized_outputs:
+                continue  # OpenVINO's gamma / beta after the MVN, or already quantized
+            insert.append(Insertion(source.node_name))
+            quantized_outputs[source.node_name] = insert[-1]
     if placement.group_outputs:
         for node in graph.topological_sort():
             if roles.kind(node) != "concat":
@@ -151,6 +181,17 @@ def plan(roles: GraphRoles, sites: list[Site], placement: Placement, rules=(),
                           or Insertion(e.from_node.node_name, node.node_name, e.input_port_id) for e in edges)
             insert += [i for i in group if isinstance(i, Insertion)]
             shared.append(group)
+            quantized_outputs.update({e.from_node.node_name: g for e, g in zip(edges, group)})
+        # one token op (an unconverted Mixer or ResMLP, gMLP's spatial gating): its output, before the transpose
+        # back to the residual layout, so that the Transpose moves int8 data
+        for node in graph.topological_sort():
+            if roles.op_role(node) not in TOKEN_OPS:
+                continue
+            end = _epilogue_end(roles, node)
+            if end.node_name in quantized_outputs or not _feeds_swap(roles, end):
+                continue
+            insert.append(Insertion(end.node_name))
+            quantized_outputs[end.node_name] = insert[-1]
     return PlacementPlan(tuple(remove), tuple(insert), tuple(shared))
 
 

@@ -16,7 +16,7 @@ from .ov_backend import is_openvino_model
 from .postpass.algorithm import compress_weights, post_training
 from .postpass.parameters import Decision
 from .postpass.torch_backend import TorchBackend
-from .recipes import Recipe, load_recipe
+from .recipes import Recipe, check_target_device, load_recipe
 from .roles import GraphRoles
 from .scopes import check_ignored_scope
 from .specs import SpecError
@@ -117,7 +117,7 @@ class QuantizationResult:
         if self.auto is not None:
             d["auto"] = {"target": self.auto.target, "kl": self.auto.metrics.kl, "seconds": round(self.auto.seconds, 1),
                          "evaluations": self.auto.evaluations, "complete": self.auto.complete,
-                         "finish": self.auto.finish}
+                         "stopped": self.auto.stopped, "finish": self.auto.finish, "census": self.auto.census}
         return d
 
 
@@ -125,7 +125,7 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
              *, config: Optional[str | dict] = None, extra_rules: tuple = (),
              ignored_scope: Optional[nncf.IgnoredScope] = None,
              calibration_size: Optional[int] = None, auto_max_minutes: float = 15.0,
-             log=lambda msg: print(msg, file=sys.stderr)) -> QuantizationResult:
+             target_device=None, log=lambda msg: print(msg, file=sys.stderr)) -> QuantizationResult:
     """Quantize ``model`` with a recipe; returns a :class:`QuantizationResult` whose ``model`` is a new
     NNCF model (``model`` is left untouched).
 
@@ -133,6 +133,9 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     ``config`` (an NNCF-style JSON path or dict, see docs/config.md) replaces ``recipe`` and
     ``ignored_scope`` with what it describes.
     An ``ignored_scope`` name or pattern that matches no op raises ``SpecError``.
+    ``target_device`` (an ``nncf.TargetDevice`` or its name) goes to ``nncf.quantize`` as it is, except ``CPU_SPR``
+    on a torch model, which NNCF's torch backend refuses: the torch model is quantized for CPU, and the fused
+    placement's int8 residual stream stands for NNCF's SPR pass (an ``openvino.Model`` takes CPU_SPR as it is).
     ``recipe="auto:w4a4"`` (``auto:w4a8``, ``auto:w8a8``) first searches the specs for this model on the
     calibration items (``quantization.auto``), then calibrates its finishes; both within ``auto_max_minutes``
     (the search gets half; finishes that would overrun are left out, named in ``result.auto.finish["skipped"]``).
@@ -148,6 +151,7 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
 
         cfg = load_config(config)
         recipe, ignored_scope = cfg.recipe, cfg.ignored_scope
+    target_device = check_target_device(target_device, "target_device")
     auto = isinstance(recipe, str) and recipe.startswith("auto:")
     if auto:
         from .auto import parse_target
@@ -156,7 +160,7 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         if not auto_max_minutes > 0:
             raise ValueError(f"auto_max_minutes (qmlp quantize --max-minutes) must be > 0, got {auto_max_minutes}")
     else:
-        recipe = load_recipe(recipe) if isinstance(recipe, str) else recipe
+        recipe = (load_recipe(recipe) if isinstance(recipe, str) else recipe).for_target(target_device)
     if is_openvino_model(model):
         return _quantize_openvino(model, dataset, recipe, ignored_scope, extra_rules, calibration_size, log)
     if is_quantized(model):
@@ -177,7 +181,7 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         log(f"{recipe}: searching the quantizer specs on {len(items)} calibration items "
             f"(at most {auto_max_minutes:g} min, the search {SEARCH_SHARE * auto_max_minutes:g} of them)")
         search = auto_recipe(model, items, recipe, max_minutes=SEARCH_SHARE * auto_max_minutes, log=log)
-        recipe = search.recipe
+        recipe = search.recipe.for_target(target_device)
     recipe = recipe.with_rules(tuple(extra_rules))
     family, is_qmlp = family_of_module(model)
     if recipe.expects_qmlp and not is_qmlp:

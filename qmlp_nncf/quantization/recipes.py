@@ -26,10 +26,11 @@ from .specs import QuantizerSpec, RangeSpec, SpecError, check_keys, check_type
 MODEL_TYPES = ("default", "transformer")
 PRESETS = ("performance", "mixed")
 OVERFLOW_FIX = ("enable", "disable", "first_layer_only")  # nncf.OverflowFix values
+TARGET_DEVICES = ("ANY", "CPU", "GPU", "NPU", "CPU_SPR")  # nncf.TargetDevice names
 COMPRESSION_MODES = ("int4_sym", "int4_asym", "int8_sym", "int8_asym")
 RECIPE_KEYS = {"description", "expects_qmlp", "calibration_size", "nncf", "weights", "activations", "recalibrate",
                "family_rules", "rules", "weight_compression", "range_tuning", "placement", "reparameterize",
-               "error_correction"}
+               "error_correction", "census"}  # census: what an auto: recipe's IR runs in float (information only)
 
 
 NNCF_ESTIMATORS = ("min_max", "mean_min_max", "percentile")  # what NNCF's global settings can express
@@ -39,6 +40,14 @@ def check_overflow_fix(value, where: str) -> None:
     """NNCF's ``overflow_fix`` values (None: not given)."""
     if value not in (None, *OVERFLOW_FIX):
         raise SpecError(f"{where}: {value!r} unknown; choose one of {list(OVERFLOW_FIX)}")
+
+
+def check_target_device(value, where: str) -> Optional[str]:
+    """An ``nncf.TargetDevice`` (or its name) as its name; None stays None."""
+    name = getattr(value, "name", value)
+    if name is not None and name not in TARGET_DEVICES:
+        raise SpecError(f"{where}: {value!r} unknown; choose one of {list(TARGET_DEVICES)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -51,11 +60,14 @@ class NNCFSettings:
     fast_bias_correction: bool = True
     range: Optional[RangeSpec] = None  # NNCF's global activation range estimator; None = NNCF's default
     overflow_fix: Optional[str] = None  # enable | disable | first_layer_only (NNCF's own quantizers); None = NNCF's
+    target_device: Optional[str] = None  # nncf.TargetDevice name (TARGET_DEVICES); None = NNCF's (ANY)
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "NNCFSettings":
-        check_keys(d, {"model_type", "preset", "smooth_quant", "fast_bias_correction", "range", "overflow_fix"}, where)
+        check_keys(d, {"model_type", "preset", "smooth_quant", "fast_bias_correction", "range", "overflow_fix",
+                       "target_device"}, where)
         check_overflow_fix(d.get("overflow_fix"), f"{where}.overflow_fix")
+        check_target_device(d.get("target_device"), f"{where}.target_device")
         kw = dict(d)
         if kw.get("model_type", "default") not in MODEL_TYPES:
             raise SpecError(f"{where}.model_type: {kw['model_type']!r} unknown; choose one of {list(MODEL_TYPES)}")
@@ -152,6 +164,12 @@ class Recipe:
 
     def with_rules(self, extra: tuple[Rule, ...]) -> "Recipe":
         return replace(self, rules=self.rules + tuple(extra))
+
+    def for_target(self, device) -> "Recipe":
+        """This recipe for ``nncf.quantize(target_device=device)`` (an ``nncf.TargetDevice`` or its name; None: as
+        it is)."""
+        name = check_target_device(device, "target_device")
+        return self if name is None else replace(self, nncf=replace(self.nncf, target_device=name))
 
 
 def _recipe_dir():

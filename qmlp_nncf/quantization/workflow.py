@@ -24,24 +24,32 @@ class RecipeChoice:
     recipe: object
     ignored_scope: object = None
     config: object = None
+    target_device: Optional[str] = None  # nncf.TargetDevice name (--target-device, or the config's)
 
     @classmethod
-    def resolve(cls, recipe: Optional[str] = None, config: Optional[str] = None) -> "RecipeChoice":
+    def resolve(cls, recipe: Optional[str] = None, config: Optional[str] = None,
+                target_device: Optional[str] = None) -> "RecipeChoice":
+        from .recipes import check_target_device
+
+        target_device = check_target_device(target_device, "--target-device")
         if config:  # --recipe with --config: the recipe the config starts from (when it names none)
             from .config import load_config
 
             cfg = load_config(config, recipe=recipe)
-            return cls(cfg.recipe, cfg.ignored_scope, cfg)
+            if target_device and cfg.target_device and target_device != cfg.target_device:
+                raise ValueError(f"--target-device {target_device} and the config's target_device "
+                                 f"{cfg.target_device} disagree; give one")
+            return cls(cfg.recipe, cfg.ignored_scope, cfg, target_device or cfg.target_device)
         if not recipe:
             raise ValueError("give --recipe NAME (see `qmlp quantize --list-recipes`) or --config FILE")
         if recipe.startswith("auto:"):  # searched per model at quantization time (quantization.auto)
             from .auto import parse_target
 
             parse_target(recipe)
-            return cls(recipe)
+            return cls(recipe, target_device=target_device)
         from .recipes import load_recipe
 
-        return cls(load_recipe(recipe))
+        return cls(load_recipe(recipe), target_device=target_device)
 
 
 def check_config_fits(choice: RecipeChoice, loaded: LoadedModel, data: DataSource) -> None:
@@ -69,4 +77,5 @@ def quantize_source(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
     check_config_fits(choice, loaded, data)
     calib = data.calibration(loaded.model, items_wanted(choice.recipe, calibration_size or None), seed)
     return quantize(loaded.model, calib, choice.recipe, ignored_scope=choice.ignored_scope,
-                    calibration_size=calibration_size or None, auto_max_minutes=auto_max_minutes, log=log)
+                    calibration_size=calibration_size or None, auto_max_minutes=auto_max_minutes,
+                    target_device=choice.target_device, log=log)

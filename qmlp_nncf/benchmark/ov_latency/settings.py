@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..census import INT8
+from ...census import INT8
 
 DEVICES = ("CPU", "GPU", "AUTO")
 HINTS = ("f32", "bf16")

@@ -136,11 +136,12 @@ def _build(data: dict, base_dir: Optional[Path], label: str,
         raise SpecError(f"num_classes: must be >= 1, got {num_classes}")
     model_kwargs = dict(check_type(data.get("model_params", {}), dict, "model_params"))
     data_spec, data_dir = data_source(data, base_dir)
+    device = target_device(data)
     cfg = QuantizeConfig(
-        recipe=replace(recipe, name=f"{recipe.name}+{label}"), ignored_scope=ignored_scope, model=model,
+        recipe=replace(recipe.for_target(device), name=f"{recipe.name}+{label}"), ignored_scope=ignored_scope, model=model,
         checkpoint=checkpoint(data, base_dir), input_shape=input_shape(data.get("input_info"), ignored),
         num_classes=num_classes, pretrained=pretrained, model_kwargs=model_kwargs, data=data_spec,
-        data_dir=data_dir, training=training_settings(data, ignored), target_device=target_device(data, notes),
+        data_dir=data_dir, training=training_settings(data, ignored), target_device=device,
         ignored_keys=tuple(dict.fromkeys(ignored)))
     if cfg.ignored_keys:
         listed = ", ".join(k + (f" ({IGNORED_REASONS[k]})" if k in IGNORED_REASONS else "") for k in cfg.ignored_keys)

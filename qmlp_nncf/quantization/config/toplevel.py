@@ -6,10 +6,10 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+from ..recipes import TARGET_DEVICES
 from ..specs import SpecError, check_type
 from .reader import check_config_keys
 
-TARGET_DEVICES = ("ANY", "CPU", "GPU", "NPU", "CPU_SPR")  # nncf.TargetDevice
 DEVICE_ALIASES = {"VPU": "NPU", "TRIAL": "ANY"}  # NNCF 2.x: VPU was renamed NPU; TRIAL = no HW constraints
 
 
@@ -138,7 +138,8 @@ def training_settings(d: dict, ignored: list) -> dict:
     return training
 
 
-def target_device(d: dict, notes: list) -> Optional[str]:
+def target_device(d: dict) -> Optional[str]:
+    """The config's ``target_device``, passed to ``nncf.quantize`` (NNCF's torch backend takes CPU for CPU_SPR)."""
     value = d.get("target_device")
     if value is None:
         return None
@@ -146,8 +147,4 @@ def target_device(d: dict, notes: list) -> Optional[str]:
     if value not in TARGET_DEVICES and value not in DEVICE_ALIASES:
         raise SpecError(f"target_device: {value!r} unknown; choose one of {list(TARGET_DEVICES)} "
                         f"(NNCF 2.x's 'VPU' is read as NPU, 'TRIAL' as ANY)")
-    device = DEVICE_ALIASES.get(value, value)
-    if device not in ("ANY", "CPU"):
-        notes.append(f"config: target_device {value}: kept in cfg.target_device, but quantize() places the "
-                     f"quantizers as for ANY (it does not pass a target device to nncf.quantize)")
-    return device
+    return DEVICE_ALIASES.get(value, value)

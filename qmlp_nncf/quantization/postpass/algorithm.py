@@ -12,7 +12,7 @@ from typing import Iterable, Optional
 import nncf
 import torch
 
-from ..family_rules import family_rules
+from ..family_rules import family_rules, placed_rules
 from ..nncf_settings import NNCF_SEED_ITEMS, nncf_kwargs
 from ..placement import plan as placement_plan
 from ..recipes import Recipe
@@ -83,11 +83,12 @@ def post_training(backend: PostPassBackend, model, items: list[torch.Tensor], re
     # statistics then only drive fast bias correction (and SmoothQuant), for which a seed set is enough
     seeds = items[:NNCF_SEED_ITEMS] if recipe.recalibrate else items
     quantized = backend.nncf_quantize(model, seeds, nncf_kwargs(recipe, ignored_scope))
-    rules = (family_rules(family) if recipe.family_rules else ()) + recipe.rules
+    placed = recipe.recalibrate and recipe.placement.active
+    rules = (family_rules(family) if recipe.family_rules else placed_rules() if placed else ()) + recipe.rules
     check_scopes(rules, backend.roles)
     defaults = {"weights": recipe.weights, "activations": recipe.activations}
     shared = ()
-    if recipe.recalibrate and recipe.placement.active:
+    if placed:
         plan = placement_plan(backend.roles, backend.sites(quantized), recipe.placement, rules, recipe.activations)
         shared = backend.apply_placement(quantized, plan, recipe.activations)
     decisions = respecify(backend, quantized, rules, defaults, items, recalibrate=recipe.recalibrate, shared=shared)
