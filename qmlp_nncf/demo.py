@@ -32,6 +32,7 @@ from .zoo import ZooEntry, checkpoint_path, list_entries
 FAMILIES = ("mixer", "resmlp", "gmlp")
 BASE_MODELS = tuple(f"{f}_fmnist" for f in FAMILIES)
 STOCK_INT8 = "nncf_default_w8a8"  # what a user gets from nncf.quantize alone: the speed to beat
+NO_SURGERY = "plain_w4a8_ec"  # the 4-bit path for a model that cannot be converted (OpenVINO CPUs)
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class DemoConfig:
     size_calibration: int = 8  # IRs exported for their size only (their top-1 is the reference's)
     real: tuple = ("Q-MLP int8",)  # run end to end here (seconds; qmlp_w4a4's MSE ranges take minutes); so is every
     # variant the reference lacks
-    speed_model: str = "qmlp_resmlp_24_224"  # 224 px, where int8 matters; random weights
+    speed_model: str = "resmlp_24_224"  # 224 px, where int8 matters; random weights; with its qmlp_ conversion
     speed_calibration: int = 8  # random images: speed only
     speed_batch: int = 4  # throughput mode (latency mode: batch 1)
     speed_duration_s: float = 1.0  # per measurement and repeat
@@ -53,7 +54,7 @@ class DemoConfig:
 
 
 QUICK = DemoConfig(families=("resmlp",), test_images=200, calibration_size=16, size_calibration=4,
-                   speed_model="qmlp_resmlp_fmnist", speed_calibration=4, speed_batch=4, speed_duration_s=0.2,
+                   speed_model="resmlp_fmnist", speed_calibration=4, speed_batch=4, speed_duration_s=0.2,
                    speed_repeats=2, range_images=16)
 
 
@@ -154,17 +155,21 @@ def what_it_buys(entries: list[ZooEntry], cfg: DemoConfig, work: Path) -> tuple[
 
 
 def speed(cfg: DemoConfig, work: Path) -> dict:
-    """Q-MLP int8 vs the float IR and stock NNCF int8 on ``cfg.speed_model`` (random weights and calibration)."""
+    """The three paths on ``cfg.speed_model`` (random weights and calibration): stock NNCF int8 of the model as it is,
+    its no-surgery 4-bit IR (plain_w4a8_ec), and the converted model's Q-MLP int8 IR, against that stock IR and the
+    float IR (``demo_report.SPEED_PATHS``)."""
     from .benchmark import ov_latency
     from .export.pipeline import export_model
     from .hardware import cpu_capabilities
     from .sources import ModelSource
 
     sources = []
-    for recipe in ("fp32", "qmlp_w8a8", STOCK_INT8):
+    converted = f"qmlp_{cfg.speed_model}"
+    for model, recipe in ((cfg.speed_model, "fp32"), (cfg.speed_model, STOCK_INT8), (cfg.speed_model, NO_SURGERY),
+                          (converted, "qmlp_w8a8")):
         extra = {} if recipe == "fp32" else {"recipe": recipe, "random_calibration": True,
                                              "calibration_size": cfg.speed_calibration}
-        ir = export_model(ModelSource(cfg.speed_model), str(work / f"speed.{recipe}"), dynamic_batch=True,
+        ir = export_model(ModelSource(model), str(work / f"speed.{model}.{recipe}"), dynamic_batch=True,
                           force=True, **extra)
         sources.append(ov_latency.ir_source(ir.xml))
     hints = ["f32", "bf16"] if cpu_capabilities().bf16 else ["f32"]

@@ -14,7 +14,8 @@ def variants(family: str) -> list[tuple[str, str, str]]:
     on its Q-MLP model (converted + fine-tuned); the labels are the figures' markers."""
     base, qmlp = f"{family}_fmnist", f"qmlp_{family}_fmnist"
     return [("float", base, "fp32"), ("stock NNCF int8", base, "nncf_transformer_w8a8"),
-            ("Q-MLP int8", qmlp, "qmlp_w8a8"), ("stock 4-bit", base, "nncf_transformer_w4a4"),
+            ("Q-MLP int8", qmlp, "qmlp_w8a8"), ("no-surgery W4A8", base, "plain_w4a8_ec"),
+            ("Q-MLP W4A8", qmlp, "qmlp_w4a8"), ("stock 4-bit", base, "nncf_transformer_w4a4"),
             ("Q-MLP 4-bit", qmlp, "qmlp_w4a4")]
 
 
@@ -65,27 +66,38 @@ def _ratio(row: Optional[dict], name: str) -> str:
     return f"{row[name]:.2f}x [{low:.2f}-{high:.2f}]"
 
 
+# the three paths of the speed table: (label, which ratios name the reference rows: the qmlp_* model's are its
+# base model's)
+SPEED_PATHS = (("stock NNCF int8 (the unconverted model)", "nncf_default_w8a8", ""),
+               ("no-surgery 4-bit (plain_w4a8_ec, fused placement)", "plain_w4a8_ec", ""),
+               ("Q-MLP int8 (converted: qmlp_w8a8)", "qmlp_w8a8", "base_"))
+
+
 def speed_table(result: dict) -> list[list[str]]:
-    """The Q-MLP int8 IR against the float IR (f32 hint; bf16 hint where measured) and stock NNCF's int8 IR:
-    median [range] of the per-repeat ratios, b1 latency and bN throughput."""
+    """The three paths a user can take, side by side: stock NNCF int8 of the model they have, the no-surgery 4-bit IR
+    of the same model, and the converted model's Q-MLP int8 IR; each against that stock int8 IR and against the
+    unconverted float IR (f32 hint; bf16 hint where measured): median [range] of the per-repeat ratios, b1 latency and
+    bN throughput. Below, each IR's own numbers."""
     rows = result["rows"]
     by = {(r["recipe"], r["hint"], r["mode"]): r for r in rows}
     batch = next((r["batch"] for r in rows if r["mode"] == "throughput"), "N")
     versus = result["config"].get("versus") or "stock"
-    table = [["Q-MLP int8 (qmlp_w8a8) against", "b1 latency speedup", f"b{batch} throughput speedup"]]
-    for hint, name, label in (("f32", "speedup_vs_fp32", "the float IR, f32"),
-                              ("bf16", "speedup_vs_fp32_bf16", "the float IR, bf16 (both bf16 hint)"),
-                              ("f32", "speedup_vs_ref", f"stock NNCF int8 ({versus})")):
-        lat, thr = by.get(("qmlp_w8a8", hint, "latency")), by.get(("qmlp_w8a8", hint, "throughput"))
+    table = [["IR", f"b1 vs {versus}", f"b{batch} vs {versus}", "b1 vs float f32", f"b{batch} vs float f32",
+              "b1 vs float bf16", f"b{batch} vs float bf16"]]
+    for label, recipe, base in SPEED_PATHS:
+        lat, thr = by.get((recipe, "f32", "latency")), by.get((recipe, "f32", "throughput"))
+        lat16, thr16 = by.get((recipe, "bf16", "latency")), by.get((recipe, "bf16", "throughput"))
         if lat or thr:
-            table.append([label, _ratio(lat, name), _ratio(thr, name)])
-    table.append(["", "", ""])
-    table.append(["IR (hint)", "b1 latency ms", f"b{batch} img/s"])
+            table.append([label, _ratio(lat, f"speedup_vs_{base}ref"), _ratio(thr, f"speedup_vs_{base}ref"),
+                          _ratio(lat, f"speedup_vs_{base}fp32"), _ratio(thr, f"speedup_vs_{base}fp32"),
+                          _ratio(lat16, f"speedup_vs_{base}fp32_bf16"), _ratio(thr16, f"speedup_vs_{base}fp32_bf16")])
+    table.append([""] * 7)
+    table.append(["IR (hint)", "b1 latency ms", f"b{batch} img/s", "IR MB", "", "", ""])
     for (recipe, hint, mode), r in by.items():
         if mode == "latency":
             thr = by.get((recipe, hint, "throughput"))
-            table.append([f"{recipe} ({hint}), {r['ir_mb']:.1f} MB", f"{r['latency_median_ms']:.2f}",
-                          f"{thr['fps']:.1f}" if thr else "-"])
+            table.append([f"{r['model']} {recipe} ({hint})", f"{r['latency_median_ms']:.2f}",
+                          f"{thr['fps']:.1f}" if thr else "-", f"{r['ir_mb']:.1f}", "", "", ""])
     return table
 
 
@@ -125,13 +137,18 @@ def write(out: Path, rows, runs, latency, ranges_png: Path, cfg, entries, times)
     n = cfg.test_images or 10000
     sections = [
         {"title": "What it buys", "table": buys_table(rows),
-         "text": ["Per family: the float model, stock NNCF (nncf.quantize, transformer preset) on it, and Q-MLP (the "
+         "text": ["Per family: the float model, stock NNCF (nncf.quantize, transformer preset) on it, the no-surgery "
+                  "4-bit path for a model that cannot be converted (plain_w4a8_ec: 4-bit weights, 8-bit inputs, "
+                  "error correction, the fused placement), and Q-MLP (the "
                   "model converted to Q-MLP blocks and fine-tuned, `qmlp convert` + `qmlp finetune`, quantized with "
-                  "the qmlp_* recipes), at 8 and 4 bit. Top-1 is OpenVINO's. Rows marked "
+                  "the qmlp_* recipes), at 8 and 4 bit. On an OpenVINO CPU, W4A8 has W4A4's IR size and speed "
+                  "(4-bit activations run on the int8 kernels); W4A4 is for targets that compute int4 activations. "
+                  "Top-1 is OpenVINO's. Rows marked "
                   f"'{REFERENCE_LABEL}' are the numbers of benchmarks/reference_accuracy.json (benchmarks/accuracy.py "
                   "on the 10000 test images, mean of 3 calibration seeds), not re-measured by the demo; 'measured "
                   "here' rows ran below. IR sizes are of IRs exported here."]},
-        {"title": f"Speed where int8 matters: {cfg.speed_model}", "table": speed_table(latency),
+        {"title": f"Speed where int8 matters: {cfg.speed_model} and its Q-MLP conversion",
+         "table": speed_table(latency),
          "text": speed_notes(latency)},
         {"title": "Real runs on this machine", "table": runs_table(runs),
          "text": [f"Quantize on {cfg.calibration_size} Fashion-MNIST train images -> export -> OpenVINO top-1 on "

@@ -44,18 +44,24 @@ def test_reference_numbers_are_the_three_seed_full_test_set_entries():
     assert ("resmlp_fmnist", "nncf_default_w8a8") not in ref  # 1000 images, 1 seed: not a reference row here
 
 
-def test_speed_table_gives_ratios_with_their_spread():
-    def row(recipe, hint, mode, **kw):
-        return {"model": "qmlp_mixer_b16_224", "recipe": recipe, "hint": hint, "mode": mode, "batch": 16,
+def test_speed_table_puts_the_three_paths_against_stock_int8_of_the_unconverted_model():
+    def row(model, recipe, hint, mode, **kw):
+        return {"model": model, "recipe": recipe, "hint": hint, "mode": mode, "batch": 16,
                 "ir_mb": 60.0, "latency_median_ms": 10.0, "fps": 100.0, **kw}
-    rows = [row("fp32", h, m) for h in ("f32", "bf16") for m in ("latency", "throughput")]
-    rows += [row("qmlp_w8a8", "f32", "throughput", speedup_vs_fp32=2.5, speedup_vs_fp32_range=[2.4, 2.7],
-                 speedup_vs_ref=1.2, speedup_vs_ref_range=[1.1, 1.3]),
-             row("qmlp_w8a8", "bf16", "throughput", speedup_vs_fp32_bf16=1.5, speedup_vs_fp32_bf16_range=[1.4, 1.6])]
+    rows = [row("resmlp_24_224", "fp32", h, m) for h in ("f32", "bf16") for m in ("latency", "throughput")]
+    rows += [row("resmlp_24_224", "plain_w4a8_ec", "f32", "throughput", speedup_vs_fp32=2.5,
+                 speedup_vs_fp32_range=[2.4, 2.7], speedup_vs_ref=1.02, speedup_vs_ref_range=[1.0, 1.05]),
+             row("qmlp_resmlp_24_224", "qmlp_w8a8", "f32", "latency", speedup_vs_base_ref=0.95,
+                 speedup_vs_base_ref_range=[0.9, 0.97], speedup_vs_ref=1.1, speedup_vs_ref_range=[1.1, 1.1]),
+             row("qmlp_resmlp_24_224", "qmlp_w8a8", "bf16", "latency", speedup_vs_base_fp32_bf16=1.5,
+                 speedup_vs_base_fp32_bf16_range=[1.4, 1.6])]
     table = R.speed_table({"rows": rows, "config": {"versus": "nncf_default_w8a8"}})
-    assert table[0] == ["Q-MLP int8 (qmlp_w8a8) against", "b1 latency speedup", "b16 throughput speedup"]
-    assert table[1] == ["the float IR, f32", "-", "2.50x [2.40-2.70]"]
-    assert table[2][2] == "1.50x [1.40-1.60]" and table[3][0] == "stock NNCF int8 (nncf_default_w8a8)"
+    assert table[0][:3] == ["IR", "b1 vs nncf_default_w8a8", "b16 vs nncf_default_w8a8"]
+    labels = [r[0] for r in table[1:3]]
+    assert labels[0].startswith("no-surgery 4-bit") and labels[1].startswith("Q-MLP int8")
+    assert table[1][2] == "1.02x [1.00-1.05]" and table[1][4] == "2.50x [2.40-2.70]"
+    # the converted model is judged against stock int8 of the model the user has (its base), not of itself
+    assert table[2][1] == "0.95x [0.90-0.97]" and table[2][5] == "1.50x [1.40-1.60]"
 
 
 def test_quick_demo_writes_the_story_into_a_plain_log(tmp_path):

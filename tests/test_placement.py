@@ -252,3 +252,30 @@ def test_auto_recipe_is_fused_and_its_recipe_carries_the_census(tmp_path, fmnist
     assert saved["census"] == summary["census"] and summary["stopped"]
     stock = quantize(loaded.model, _items(fmnist_train, 8), "nncf_default_w8a8", **QUIET)
     _fewer_or_equal_float_layers(saved["census"]["float"], _float_layers(stock.model))
+
+
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_target_device_reaches_nncf(fmnist_train, backend, monkeypatch):
+    """Issue 34: target_device goes to nncf.quantize; NNCF's torch backend refuses CPU_SPR, so a torch model is
+    quantized for CPU there (the fused placement keeps the residual stream int8), an IR for CPU_SPR as it is."""
+    import nncf
+
+    from qmlp_nncf.export.openvino_ir import convert
+
+    seen = []
+    real = nncf.quantize
+    monkeypatch.setattr(nncf, "quantize", lambda *a, **kw: seen.append(kw.get("target_device")) or real(*a, **kw))
+    model = _load("resmlp_fmnist")
+    if backend == "openvino":
+        model = convert(model, SHAPE)
+    result = quantize(model, _items(fmnist_train, 8), "plain_w4a8_ec" if backend == "torch" else "qmlp_w8a8",
+                      target_device="CPU_SPR", **QUIET)
+    assert result.recipe.nncf.target_device == "CPU_SPR"
+    assert seen == [nncf.TargetDevice.CPU if backend == "torch" else nncf.TargetDevice.CPU_SPR]
+
+
+def test_bad_target_device_is_one_clear_error():
+    from qmlp_nncf.quantization.workflow import RecipeChoice
+
+    with pytest.raises(SpecError, match=r"--target-device: 'cpu_spr' unknown; choose one of \['ANY', 'CPU'"):
+        RecipeChoice.resolve("plain_w4a8_ec", target_device="cpu_spr")

@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 QMLP_MODELS = "Q-MLP (converted) models"
 ANY_MODEL = "any model"
-ADVICE = ("an unconverted model (e.g. a pretrained timm model) at 4 bit: auto:w4a4, searched for that model and "
-          "finished with weight error correction, or plain_w4a4_ec when a search is too slow; the qmlp_* 4-bit "
-          "recipes are made for converted models (`qmlp convert` + `qmlp finetune` first)")
+ADVICE = ("an unconverted model (e.g. a pretrained timm model) deployed on an OpenVINO CPU: auto:w4a8 (4-bit "
+          "weights, 8-bit inputs, searched for that model and finished with weight error correction), or plain_w4a8_ec "
+          "when a search is too slow: a CPU runs 4-bit activations on its int8 kernels, so W4A4 has W4A8's size and "
+          "speed and is less accurate; auto:w4a4 / plain_w4a4_ec where int4 activations are computed. All of them use "
+          "the fused placement (as fast as stock int8). The qmlp_* recipes are made for converted models (`qmlp "
+          "convert` + `qmlp finetune` first)")
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ def recipe_catalog() -> list[RecipeEntry]:
         recipe = load_recipe(name)
         entries.append(RecipeEntry(name, recipe.description, QMLP_MODELS if recipe.expects_qmlp else ANY_MODEL))
     return entries + [RecipeEntry(f"auto:{t}", f"searched for the model on its calibration data: every Linear inside "
-                                              f"the blocks {t[:2]} weights, {t[2:]} inputs (quantization.auto)",
+                                              f"the blocks {t[:2]} weights, {t[2:]} inputs, the fused placement (quantization.auto)",
                                   ANY_MODEL) for t in TARGETS]
 
 

@@ -190,7 +190,8 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
         log(f"note: recipe {recipe.name} is meant for Q-MLP models (LayerNorm, bounded activation, token groups); "
             f"this {family} model has not been converted (see `qmlp convert`)"
             + ("; with 4-bit activations an unconverted model loses most with it (4.9-5.2 pt measured): use "
-               "--recipe auto:w4a4 (searched for this model), or `qmlp convert` + `qmlp finetune` first"
+               "--recipe auto:w4a8 for an OpenVINO CPU (4-bit activations run on its int8 kernels) or auto:w4a4 "
+               "(both searched for this model), or `qmlp convert` + `qmlp finetune` first"
                if four_bit else ""))
 
     summaries: dict = {}

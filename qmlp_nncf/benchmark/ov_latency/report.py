@@ -17,12 +17,14 @@ def markdown(result: dict) -> str:
     by = {(r["model"], r["recipe"], r["device"], r["hint"], r["mode"]): r for r in rows}
     batch = next((r["batch"] for r in rows if r["mode"] == "throughput"), "N")
     vs_head = f" vs {versus} b1 | vs {versus} b{batch} |" if versus else ""
+    base = any(r.get("speedup_vs_base_ref") is not None for r in rows)  # qmlp_* rows against the unconverted model
+    vs_head += f" vs base model's {versus} b1 | vs base model's {versus} b{batch} |" if base else ""
     bf16 = any(r.get("speedup_vs_fp32_bf16") is not None for r in rows)
     bf16_head = f" vs fp32@bf16 b1 | vs fp32@bf16 b{batch} |" if bf16 else ""
     lines = [f"| model | recipe | device | hint | b1 latency ms (p90) | b{batch} img/s | int8 share | "
              f"GEMM runtime precisions | speedup b1 | speedup b{batch} |{bf16_head}{vs_head} IR MB (vs fp32) |",
              "|---|---|---|---|---:|---:|---:|---|---:|---:|" + ("---:|---:|" if bf16 else "")
-             + ("---:|---:|" if versus else "") + "---:|"]
+             + ("---:|---:|" if versus else "") + ("---:|---:|" if base else "") + "---:|"]
     for key in keys:
         lat, thr = by.get((*key, "latency")), by.get((*key, "throughput"))
         any_row = lat or thr
@@ -30,6 +32,7 @@ def markdown(result: dict) -> str:
         size = f"{any_row['ir_mb']:.1f}" + (f" ({any_row['size_vs_fp32']:.2f}x)" if any_row["size_vs_fp32"] else "")
         vs = [_ratio_cell(lat, "speedup_vs_fp32_bf16"), _ratio_cell(thr, "speedup_vs_fp32_bf16")] if bf16 else []
         vs += [_ratio_cell(lat, "speedup_vs_ref"), _ratio_cell(thr, "speedup_vs_ref")] if versus else []
+        vs += [_ratio_cell(lat, "speedup_vs_base_ref"), _ratio_cell(thr, "speedup_vs_base_ref")] if base else []
         lines.append("| " + " | ".join([
             *key,
             f"{lat['latency_median_ms']:.2f} ({lat['latency_p90_ms']:.2f})" if lat else "-",

@@ -34,7 +34,9 @@ def plan(sources: list[IRSource], devices: list[str], cfg: BenchConfig, core) ->
 def add_speedups(rows: list[dict], versus: str = "") -> None:
     """``speedup_vs_fp32`` (and ``speedup_vs_base_fp32`` for qmlp_* models) from this run's f32 float rows,
     ``speedup_vs_fp32_bf16`` against the float IR under the bf16 hint (what OpenVINO runs a float IR in by default
-    on CPUs with BF16: the comparison users make there), and ``speedup_vs_ref`` against the ``versus`` recipe's row. A ratio is the median of the per-repeat ratios (each
+    on CPUs with BF16: the comparison users make there), ``speedup_vs_ref`` against the ``versus`` recipe's row (and
+    ``speedup_vs_base_ref`` for qmlp_* models: against that recipe's row of the unconverted base model). A ratio is
+    the median of the per-repeat ratios (each
     repeat measures the two IRs back to back), with their range in ``*_range``."""
     def key(r, model=None, recipe=None, hint=None):
         return model or r["model"], recipe or r["recipe"], hint or r["hint"], r["device"], r["mode"], r["batch"]
@@ -48,9 +50,14 @@ def add_speedups(rows: list[dict], versus: str = "") -> None:
         if r["model"].startswith("qmlp_"):
             _set_ratio(r, "speedup_vs_base_fp32", by.get(key(r, model=r["model"].removeprefix("qmlp_"), recipe=FP32,
                                                              hint="f32")))
+            _set_ratio(r, "speedup_vs_base_fp32_bf16", by.get(key(r, model=r["model"].removeprefix("qmlp_"),
+                                                                  recipe=FP32, hint="bf16")))
         if versus:
             _set_ratio(r, "speedup_vs_ref", by.get(key(r, recipe=versus)))
             r["ref_recipe"] = versus
+            if r["model"].startswith("qmlp_"):  # against stock int8 of the model the user has, unconverted
+                _set_ratio(r, "speedup_vs_base_ref", by.get(key(r, model=r["model"].removeprefix("qmlp_"),
+                                                                recipe=versus)))
 
 
 def _set_ratio(row: dict, name: str, ref: Optional[dict]) -> None:
