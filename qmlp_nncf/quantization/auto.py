@@ -236,8 +236,8 @@ def recipe_from_config(probe: Probe, config: dict, target: str, metrics: Optiona
     return {
         "description": f"auto:{target}, searched for this model on its calibration data (qmlp_nncf.quantization."
                        f"auto){kl}. Every Linear inside the blocks: {target[:2]} weights, {target[2:]} inputs; "
-                       f"stem and classifier 8-bit; the residual stream, the token-mixing outputs and every norm input 8-bit "
-                       f"(the fused placement: OpenVINO runs the Transposes, norms and splits in int8).",
+                       f"stem and classifier 8-bit; the residual stream, the token-mixing outputs and every norm "
+                       f"input 8-bit (the fused placement: OpenVINO runs the Transposes, norms and splits in int8).",
         "calibration_size": probe.calibration_items,
         "nncf": {"model_type": "transformer", "smooth_quant": False, "fast_bias_correction": False},
         "placement": "fused",

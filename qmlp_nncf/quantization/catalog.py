@@ -31,7 +31,8 @@ def recipe_catalog() -> list[RecipeEntry]:
         recipe = load_recipe(name)
         entries.append(RecipeEntry(name, recipe.description, QMLP_MODELS if recipe.expects_qmlp else ANY_MODEL))
     return entries + [RecipeEntry(f"auto:{t}", f"searched for the model on its calibration data: every Linear inside "
-                                              f"the blocks {t[:2]} weights, {t[2:]} inputs, the fused placement (quantization.auto)",
+                                              f"the blocks {t[:2]} weights, {t[2:]} inputs, the fused placement "
+                                              f"(quantization.auto)",
                                   ANY_MODEL) for t in TARGETS]
 
 

@@ -138,7 +138,8 @@ def _build(data: dict, base_dir: Optional[Path], label: str,
     data_spec, data_dir = data_source(data, base_dir)
     device = target_device(data)
     cfg = QuantizeConfig(
-        recipe=replace(recipe.for_target(device), name=f"{recipe.name}+{label}"), ignored_scope=ignored_scope, model=model,
+        recipe=replace(recipe.for_target(device), name=f"{recipe.name}+{label}"), ignored_scope=ignored_scope,
+        model=model,
         checkpoint=checkpoint(data, base_dir), input_shape=input_shape(data.get("input_info"), ignored),
         num_classes=num_classes, pretrained=pretrained, model_kwargs=model_kwargs, data=data_spec,
         data_dir=data_dir, training=training_settings(data, ignored), target_device=device,

@@ -82,6 +82,7 @@ class PostPassBackend(ABC):
         """The float ``model`` with its norm outputs equalised per channel (``reparam``), and what was folded."""
         raise NotImplementedError(f"{type(self).__name__} has no reparameterization")
 
-    def correct_weights(self, quantized, model, items: list[torch.Tensor], knobs, log) -> dict:
+    def correct_weights(self, quantized, model, items: list[torch.Tensor], knobs, log,
+                        keep_float: tuple = ()) -> dict:
         """Weight error correction of ``quantized`` against the float ``model`` (``error_correction``)."""
         raise NotImplementedError(f"{type(self).__name__} has no weight error correction")

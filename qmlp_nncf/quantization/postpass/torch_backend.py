@@ -192,5 +192,14 @@ class TorchBackend(PostPassBackend):
         folded, report = reparameterize(model, items, knobs, self.roles)
         return folded, report.to_dict()
 
-    def correct_weights(self, quantized, model, items, knobs, log):
-        return correct_weights(quantized, model, items, self.roles, knobs, log)
+    def correct_weights(self, quantized, model, items, knobs, log, keep_float=()):
+        """``keep_float``: sites whose quantizers stay off while the weights are solved."""
+        hooks = dict(get_hook_storage(quantized).named_hooks())
+        off = [hooks[s.hook_name] for s in keep_float if s.hook_name in hooks]
+        for q in off:
+            q.disable_quantization()
+        try:
+            return correct_weights(quantized, model, items, self.roles, knobs, log)
+        finally:
+            for q in off:
+                q.enable_quantization()
