@@ -142,7 +142,7 @@ def write(out: Path, rows, runs, latency, ranges_png: Path, cfg, entries, times)
                   "error correction, the fused placement), and Q-MLP (the "
                   "model converted to Q-MLP blocks and fine-tuned, `qmlp convert` + `qmlp finetune`, quantized with "
                   "the qmlp_* recipes), at 8 and 4 bit. On an OpenVINO CPU, W4A8 has W4A4's IR size and speed "
-                  "(4-bit activations run on the int8 kernels); W4A4 is for targets that compute int4 activations. "
+                  "(4-bit activations run on the int8 kernels); W4A4 is for hardware that computes int4 activations. "
                   "Top-1 is OpenVINO's. Rows marked "
                   f"'{REFERENCE_LABEL}' are the numbers of benchmarks/reference_accuracy.json (benchmarks/accuracy.py "
                   "on the 10000 test images, mean of 3 calibration seeds), not re-measured by the demo; 'measured "

@@ -25,8 +25,10 @@ def test_what_it_buys_table_compares_with_the_float_model():
     table = R.buys_table(_rows())
     assert table[0][:5] == ["family", "variant", "model", "recipe", "top-1 %"]
     by = {r[1]: r for r in table[1:]}
-    assert list(by) == ["float", "stock NNCF int8", "Q-MLP int8", "stock 4-bit", "Q-MLP 4-bit"]
+    assert list(by) == ["float", "stock NNCF int8", "Q-MLP int8", "no-surgery W4A8", "Q-MLP W4A8", "stock 4-bit",
+                        "Q-MLP 4-bit"]
     assert by["Q-MLP 4-bit"][2] == "qmlp_mixer_fmnist" and by["stock 4-bit"][2] == "mixer_fmnist"
+    assert by["no-surgery W4A8"][2:4] == ["mixer_fmnist", "plain_w4a8_ec"]  # issue 34: the path without surgery
     assert by["Q-MLP 4-bit"][5] == "-0.32" and by["float"][5] == "-" and by["Q-MLP int8"][7] == "0.27x"
     assert not any(TARGET_WORDS.search(c) for r in table for c in r)
 

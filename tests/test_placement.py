@@ -245,7 +245,7 @@ def test_auto_recipe_is_fused_and_its_recipe_carries_the_census(tmp_path, fmnist
 
     loaded = ModelSource(name="resmlp_fmnist").load()
     run = quantize_to_dir(loaded, DataSource(), RecipeChoice.resolve("auto:w4a8"), tmp_path / "q", limit=50,
-                          calibration_size=24, auto_max_minutes=1.0, export=False, log=lambda m: None)
+                          calibration_size=16, auto_max_minutes=0.5, export=False, log=lambda m: None)
     saved = json.loads((tmp_path / "q" / "recipe.json").read_text())
     assert saved["placement"] == "fused" and run.result.recipe.placement.active
     summary = run.result.summary()["auto"]
