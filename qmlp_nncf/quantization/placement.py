@@ -13,9 +13,16 @@ the torch and the OpenVINO backend:
   it and the token Linears lose their int8 inputs; measured), so this option trades per-group ranges for speed;
   4-bit token inputs, where the per-group range is worth accuracy, can keep their own quantizers.
 - ``residual``: the residual stream, i.e. the patch embedding's output and the outputs of the residual adds
-  (8-bit symmetric, 99.99th percentile, by the family rules): the LayerNorms and the next add then read int8.
+  (8-bit symmetric, 99.99th percentile, by the family rules): the LayerNorms and the next add then read int8; and
+  the input of every other norm (gMLP's gate norm, on the GELU output it splits), so its Split and MVN read int8.
 - ``group_outputs``: the token groups' outputs, one shared range per Concat, so the Concat and the Transpose
-  after it run in int8 (a per-input range would leave a per-channel dequantization in front of the Transpose).
+  after it run in int8 (a per-input range would leave a per-channel dequantization in front of the Transpose);
+  on a model with one token op (an unconverted Mixer or ResMLP, gMLP's spatial projection), that op's output
+  before the transpose back, as NNCF's default placement does.
+
+The same plan serves converted and unconverted models (issue 34). The tensors it adds quantizers to get their
+specs by rule whatever the recipe's defaults (``family_rules.PLACED``: 8-bit), so a 4-bit recipe keeps an 8-bit
+residual stream.
 
 A :class:`PlacementPlan` names what to remove (sites) and where to insert (NNCF node names); each backend
 applies it (``apply_placement`` of ``postpass.torch_backend`` for torch hooks, of ``postpass.openvino_backend`` for
