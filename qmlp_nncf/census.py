@@ -70,9 +70,6 @@ def markdown(labelled: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["census_of", "executed_census", "float_counts", "ir_census", "markdown", "precision_class", "GROUPS"]
-
-
 def ir_census(model) -> dict:
     """``{"float": {group: n}, "int8": {group: n}}`` of the executed graph of ``model`` (an ``openvino.Model``),
     compiled for this machine's CPU with the f32 hint: the fusion evidence that reads the same on any CPU (a
@@ -80,4 +77,7 @@ def ir_census(model) -> dict:
     import openvino as ov
 
     census = executed_census(ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}))
-    return {c: {g: v[c]["n"] for g, v in census["groups"].items()} for c in ("float", "int8")}
+    return {"float": float_counts(census), "int8": {g: v["int8"]["n"] for g, v in census["groups"].items()}}
+
+
+__all__ = ["census_of", "executed_census", "float_counts", "ir_census", "markdown", "precision_class", "GROUPS"]

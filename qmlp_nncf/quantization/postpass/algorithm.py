@@ -60,6 +60,11 @@ def respecify(backend: PostPassBackend, model, rules: Iterable[Rule], defaults: 
 STREAM_ROLES = frozenset({"residual_add", "token_mixing_output"})  # tensors that corrected Linears' outputs make
 
 
+def stream_decisions(decisions: list[Decision]) -> list[Decision]:
+    """The activation quantizers on the residual stream and the token outputs (``STREAM_ROLES``)."""
+    return [d for d in decisions if d.spec is not None and not d.site.is_weight and d.site.roles & STREAM_ROLES]
+
+
 @torch.no_grad()
 def recalibrate_streams(backend: PostPassBackend, model, decisions: list[Decision], items: list[torch.Tensor],
                         shared: Iterable[tuple] = ()) -> int:
@@ -69,7 +74,7 @@ def recalibrate_streams(backend: PostPassBackend, model, decisions: list[Decisio
     output (the fused placement's token outputs and residual stream) then clips values its stale range leaves out
     (ResMLP-12 W4A8 with error correction: 0.3 pt). The Linears' input quantizers keep their ranges: the corrected
     weights were solved for them. Returns how many quantizers were re-ranged."""
-    watch = [d for d in decisions if d.spec is not None and not d.site.is_weight and d.site.roles & STREAM_ROLES]
+    watch = stream_decisions(decisions)
     if not watch:
         return 0
     calibrated = calibrated_ranges(backend.collect(model, watch, items), shared)
@@ -122,8 +127,7 @@ def post_training(backend: PostPassBackend, model, items: list[torch.Tensor], re
     if recipe.error_correction is not None:
         # with the fused placement's stream quantizers off: solved on them, the weights fit the 8-bit noise of the
         # residual stream on the calibration items (ResMLP-12 W4A8: -0.32 pt with them on, -0.13 without a correction)
-        streams = tuple(d.site for d in decisions if d.spec is not None and not d.site.is_weight
-                        and d.site.roles & STREAM_ROLES) if placed else ()
+        streams = tuple(d.site for d in stream_decisions(decisions)) if placed else ()
         summaries["error_correction"] = backend.correct_weights(quantized, model, items, recipe.error_correction, log,
                                                                 keep_float=streams)
         if placed:
