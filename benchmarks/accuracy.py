@@ -8,7 +8,10 @@ python benchmarks/accuracy.py --ablate MODEL --recipe qmlp_w4a4 [--limit N] [--j
 """
 import sys
 
-from qmlp_nncf.benchmark.accuracy import main
+from qmlp_nncf.console import setup_process
+
+setup_process()  # the application's process setup, before NNCF is imported
+from qmlp_nncf.benchmark.accuracy import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,14 +17,14 @@ def main(argv=None) -> int:
     p.add_argument("--percentile", type=float, default=99.99)
     p.add_argument("--json", help="write per-layer ranges and summaries here")
     args = p.parse_args(argv)
-    from qmlp_nncf.benchmark.console import run_command
+    from qmlp_nncf.console import run_command
 
     return run_command("activation_ranges", lambda: _run(args))
 
 
 def _run(args) -> int:
     from qmlp_nncf.analysis.ranges import linear_input_ranges
-    from qmlp_nncf.benchmark.console import write_json
+    from qmlp_nncf.console import write_json
     from qmlp_nncf.checkpoint import load_model
     from qmlp_nncf.data import FashionMNIST
     from qmlp_nncf.zoo import list_entries

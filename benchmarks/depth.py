@@ -6,7 +6,10 @@ python benchmarks/depth.py --model resmlp_fmnist --model resmlp12_fmnist [--mode
 """
 import sys
 
-from qmlp_nncf.benchmark.depth import main
+from qmlp_nncf.console import setup_process
+
+setup_process()  # the application's process setup, before NNCF is imported
+from qmlp_nncf.benchmark.depth import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

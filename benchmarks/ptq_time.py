@@ -5,7 +5,10 @@ python benchmarks/ptq_time.py --model mixer_fmnist --model mixer_b16_224 --recip
 """
 import sys
 
-from qmlp_nncf.benchmark.ptq_time import main
+from qmlp_nncf.console import setup_process
+
+setup_process()  # the application's process setup, before NNCF is imported
+from qmlp_nncf.benchmark.ptq_time import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import demo_report as R
+from .console import setup_process
 from .zoo import ZooEntry, checkpoint_path, list_entries
 
 FAMILIES = ("mixer", "resmlp", "gmlp")
@@ -99,13 +100,16 @@ def real_run(model: str, recipe: str, cfg: DemoConfig, work: Path) -> dict:
     OpenVINO on the test set: the pipeline of ``qmlp quantize`` + ``qmlp eval --ir``."""
     from .export import export_ir
     from .export.evaluate import ir_top1
-    from .quantization.workflow import RecipeChoice, quantize_source
-    from .sources import DataSource, ModelSource, subset
+    from .quantization import quantize
+    from .quantization.choice import RecipeChoice
+    from .sources import DataSource, ModelSource, calibration_for, subset
 
     data = DataSource()
     loaded = ModelSource(model).load()
     t0 = time.perf_counter()
-    q = quantize_source(loaded, data, RecipeChoice.resolve(recipe), cfg.calibration_size, log=_log)
+    choice = RecipeChoice.resolve(recipe)
+    q = quantize(loaded.model, calibration_for(loaded, data, choice, cfg.calibration_size), choice.recipe,
+                 subset_size=cfg.calibration_size or None, log=_log)
     t1 = time.perf_counter()
     ir = export_ir(q.model, work / f"{model}.{recipe}", (1, *data.input_size(loaded.model)), force=True)
     t2 = time.perf_counter()
@@ -220,6 +224,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="one family, few images, short measurements (tests)")
     p.add_argument("--out", default="demo", help="report folder (default: demo)")
     args = p.parse_args(argv)
+    setup_process()
     run(replace(QUICK if args.quick else DemoConfig(), out=args.out))
     return 0
 

@@ -1,11 +1,11 @@
-"""``qmlp quantize``, the library side: a model source (or a float OpenVINO IR), a data source and a recipe or
-config in; PTQ through :func:`qmlp_nncf.quantization.workflow.quantize_source` (the one quantize pipeline that
-``qmlp export --recipe`` and the benchmarks go through too), val top-1, and ``quantized.pth`` + ``ir/`` in one
-folder, all or nothing, out as a :class:`QuantizeRun`.
+"""``qmlp quantize``, the library side: a model source (or a float OpenVINO IR), a data source and a resolved recipe
+or config (``quantization.choice.RecipeChoice``) in; PTQ with :func:`qmlp_nncf.quantization.quantize` on the
+calibration images of ``sources.calibration_for`` (as ``qmlp export --recipe`` and the benchmarks do), val top-1, and
+``quantized.pth`` + ``ir/`` in one folder, all or nothing, out as a :class:`QuantizeRun`.
 
-Read ``qmlp quantize`` as: ``cli.py`` (arguments) -> ``pipeline.py`` (this: evaluate, save, export) ->
-``quantization/workflow.py`` (recipe/config checked against the model, calibration items) ->
-``quantization/ptq.py`` (``nncf.quantize`` and the post-pass).
+Read ``qmlp quantize`` as: ``cli/quantize.py`` (arguments, the recipe resolved) -> ``pipeline.py`` (this: calibrate,
+evaluate, save, export) -> ``quantization/ptq.py`` (``quantize``: the backend and the algorithm) ->
+``quantization/algorithms/postpass/algorithm.py`` (``nncf.quantize`` and the post-pass).
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from .atomic import staged_folder
 from .export.openvino_ir import check_w4_kernels, export_ir, quantized_census, record_auto_census
 from .hardware import int8_note
 from .quantization.ptq import QuantizationResult, quantize
-from .quantization.workflow import RecipeChoice, quantize_source
-from .sources import DataSource, LoadedModel, data_config_of, subset
+from .quantization.choice import RecipeChoice
+from .sources import DataSource, LoadedModel, calibration_for, data_config_of, subset
 
 
 def _log(msg: str) -> None:
@@ -67,16 +67,17 @@ def _check_out(out: str | Path, force: bool) -> Path:
 def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice, out: str | Path, *,
                     calibration_size: int = 0, limit: int = 0, export: bool = True, force: bool = False,
                     batch_size: int = 256, seed: int = 0, progress: bool = False, w4_kernels: str = "int8",
-                    auto_max_minutes: float = 15.0, log=_log) -> QuantizeRun:
+                    log=_log) -> QuantizeRun:
     """Quantize, evaluate on val, write ``quantized.pth`` (+ ``ir/model.xml``) to ``out`` atomically (an ``auto:``
-    recipe within ``auto_max_minutes``)."""
+    recipe within its ``max_minutes``)."""
     from .checkpoint import quantized_payload, save_checkpoint
     from .evaluation import evaluate
 
     out = _check_out(out, force)
     check_w4_kernels(w4_kernels)
     val = subset(data.dataset("val", loaded.model), limit)  # fail on bad data before the slow part
-    result = quantize_source(loaded, data, choice, calibration_size, seed, log, auto_max_minutes)
+    result = quantize(loaded.model, calibration_for(loaded, data, choice, calibration_size, seed), choice.recipe,
+                      ignored_scope=choice.ignored_scope, subset_size=calibration_size or None, log=log)
     if result.auto is not None:  # the search's report and recipe.json carry what its IR runs in float
         record_auto_census(result, quantized_census(result.model, (1, *data.input_size(loaded.model)), w4_kernels),
                            log)
@@ -120,7 +121,8 @@ def quantize_ir_to_dir(ir: str | Path, data: DataSource, choice: RecipeChoice, o
 
     from .export.evaluate import ir_top1
     from .export.openvino_ir import XML_NAME, read_metadata, set_metadata, versions
-    from .quantization.ov_backend import image_input, read_ir
+    from .ir_file import read_ir
+    from .quantization.ov_backend import image_input
     from .sources import ModelInfo
 
     out = _check_out(out, force)
@@ -133,11 +135,10 @@ def quantize_ir_to_dir(ir: str | Path, data: DataSource, choice: RecipeChoice, o
         raise ValueError(f"config input_info.sample_size {list(shape)} does not fit the IR, which takes "
                          f"1x{'x'.join(map(str, info.input_size))}: fix input_info or give the matching IR")
     val = subset(data.dataset("val", info), limit)  # fail on bad data before the slow part
-    size = calibration_size or getattr(choice.recipe, "calibration_size", 300)
+    size = choice.items_wanted(calibration_size or None)
     calib = data.calibration(info, size, seed)
     _int8_note(getattr(choice.recipe, "weight_compression", None) is None)
-    result = quantize(model, calib, choice.recipe, ignored_scope=choice.ignored_scope, calibration_size=size,
-                      target_device=choice.target_device, log=log)
+    result = quantize(model, calib, choice.recipe, ignored_scope=choice.ignored_scope, subset_size=size, log=log)
     metrics = ir_top1(result.model, val, batch_size=batch_size, progress=progress)
     meta = {"input_shape": [1, *info.input_size], "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **versions(), "recipe": result.recipe.name, "backend": "openvino", "source_ir": str(ir),

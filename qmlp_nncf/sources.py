@@ -378,6 +378,31 @@ class DataSource:
         return calibration_subset(self.dataset("train", model), size, seed)
 
 
+def check_config_fits(choice, loaded: LoadedModel, data: DataSource) -> None:
+    """A config's ``input_info`` / ``num_classes`` must fit the model it is applied to."""
+    cfg = choice.config
+    if cfg is None:
+        return
+    shape = getattr(cfg, "input_shape", None)
+    if shape is not None:
+        want = tuple(shape[1:]) if len(shape) == 4 else tuple(shape)
+        have = data.input_size(loaded.model)
+        if want != have:
+            raise ValueError(f"config input_info.sample_size {list(shape)} does not fit {loaded.arch}, which takes "
+                             f"1x{'x'.join(map(str, have))}: fix input_info or the model")
+    n = getattr(cfg, "num_classes", None)
+    have_n = getattr(loaded.model, "num_classes", None)
+    if n is not None and have_n is not None and n != have_n:
+        raise ValueError(f"config num_classes {n} does not fit {loaded.arch}, whose head has {have_n} classes")
+
+
+def calibration_for(loaded: LoadedModel, data: DataSource, choice, subset_size: int = 0, seed: int = 0) -> Subset:
+    """The train images that calibrate ``loaded`` with ``choice`` (a ``quantization.choice.RecipeChoice``: as many as
+    its recipe reads), once its config's ``input_info`` / ``num_classes`` are checked against the model."""
+    check_config_fits(choice, loaded, data)
+    return data.calibration(loaded.model, choice.items_wanted(subset_size or None), seed)
+
+
 def check_input_size(model: torch.nn.Module, size) -> None:
     """One clear error when ``model`` cannot take ``size`` (C, H, W): tried with one forward pass."""
     size = tuple(int(d) for d in size)

@@ -37,7 +37,7 @@ def calibration():
 ])
 def test_weight_bits_and_analytic_size(recipe, expected):
     model = tiny_resmlp()
-    quantized = quantize(tiny_resmlp().eval(), calibration(), recipe, calibration_size=8, log=lambda m: None).model
+    quantized = quantize(tiny_resmlp().eval(), calibration(), recipe, subset_size=8, log=lambda m: None).model
     bits = weight_bits(quantized)
     assert bits == expected
     params = dict(model.named_parameters())

@@ -56,6 +56,18 @@ CASES = {
                                "--out", "{tmp}/q"], ["unknown recipe", "qmlp_w8a8"]),
     "quantize/max-minutes": (QMLP, ["quantize", "--model", "mixer_fmnist", "--recipe", "qmlp_w8a8", "--out", "{tmp}/q",
                                     "--max-minutes", "5"], ["--max-minutes", "qmlp_w8a8 is not one"]),
+    # a truncated or corrupt file (issue 35): the one line names the file, for IRs from one reader (ir_file.read_ir)
+    "eval/ir-bin": (QMLP, ["eval", "--ir", "{tmp}/cut_bin/model.xml"], ["cut_bin/model.xml", "truncated or corrupt"]),
+    "eval/ir-xml": (QMLP, ["eval", "--ir", "{tmp}/cut_xml/model.xml"], ["cut_xml/model.xml", "truncated or corrupt"]),
+    "quantize/ir-bin": (QMLP, ["quantize", "--ir", "{tmp}/cut_bin", "--recipe", "qmlp_w8a8", "--out", "{tmp}/q"],
+                        ["cut_bin/model.xml", "truncated or corrupt"]),
+    "ov_latency/ir-xml": (bench("ov_latency"), ["--ir", "{tmp}/cut_xml/model.xml", "--quick"],
+                          ["cut_xml/model.xml", "truncated or corrupt"]),
+    "ov_profile/ir-bin": (bench("ov_profile"), ["--ir", "{tmp}/cut_bin/model.xml"],
+                          ["cut_bin/model.xml", "truncated or corrupt"]),
+    "eval/checkpoint-cut": (QMLP, ["eval", "--checkpoint", "{tmp}/cut.pth"], ["cut.pth", "cannot read checkpoint"]),
+    "quantize/checkpoint-cut": (QMLP, ["quantize", "--checkpoint", "{tmp}/cut.pth", "--recipe", "qmlp_w8a8",
+                                       "--out", "{tmp}/q"], ["cut.pth", "cannot read checkpoint"]),
     "quantize/max-minutes-0": (QMLP, ["quantize", "--model", "mixer_fmnist", "--recipe", "auto:w4a4", "--out",
                                       "{tmp}/q", "--max-minutes", "0"], ["--max-minutes must be > 0, got 0"]),
     "analyze/data": (QMLP, ["analyze", "--model", "mixer_fmnist", "--out", "{tmp}/a", "--data", NOWHERE], ["--data"]),
@@ -153,11 +165,31 @@ def quantized(tmp_path_factory):
     return str(path)
 
 
+def _truncated_files(tmp):
+    """cut_bin/ and cut_xml/: a float IR with half its .bin or half its .xml; cut.pth: half a zoo checkpoint."""
+    import numpy as np
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    x = ops.parameter([1, 1, 28, 28], np.float32)
+    w = ops.constant(np.ones((28 * 28, 10), np.float32))
+    ov.save_model(ov.Model([ops.matmul(ops.reshape(x, [1, -1], False), w, False, False)], [x]), str(tmp / "ir.xml"))
+    xml, bin_ = (tmp / "ir.xml").read_bytes(), (tmp / "ir.bin").read_bytes()
+    for name, (x_bytes, b_bytes) in {"cut_bin": (xml, bin_[: len(bin_) // 2]),
+                                     "cut_xml": (xml[: len(xml) // 2], bin_)}.items():
+        (tmp / name).mkdir()
+        (tmp / name / "model.xml").write_bytes(x_bytes)
+        (tmp / name / "model.bin").write_bytes(b_bytes)
+    ckpt = open(ZOO_CKPT, "rb").read()
+    (tmp / "cut.pth").write_bytes(ckpt[: len(ckpt) // 2])
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, quantized):
     tmp = tmp_path_factory.mktemp("errors")
     for split in ("train", "val"):  # an ImageFolder root whose class folders hold no image
         (tmp / "no_images" / split / "cls").mkdir(parents=True)
+    _truncated_files(tmp)
     cases = {name: (entry, [a.format(tmp=tmp, quantized=quantized) for a in args])
              for name, (entry, args, *_) in CASES.items()}
     proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(cases)], capture_output=True, text=True,

@@ -203,7 +203,7 @@ def test_torch_only_features_and_bad_irs_are_clear_errors(calib, tmp_path):
     from openvino import opset13 as ops
 
     from qmlp_nncf.quantization import quantize
-    from qmlp_nncf.quantization.ov_backend import IRError, read_ir
+    from qmlp_nncf.ir_file import IRError, read_ir
     from qmlp_nncf.quantization.specs import SpecError
 
     ir = _float_ir(_load("mixer_fmnist"))

@@ -179,7 +179,7 @@ def test_export_and_quantize_calibrate_alike(tmp_path):
     from qmlp_nncf.export.pipeline import export_model
     from qmlp_nncf.pipeline import quantize_to_dir
     from qmlp_nncf.quantization.ov_backend import fq_census
-    from qmlp_nncf.quantization.workflow import RecipeChoice
+    from qmlp_nncf.quantization.choice import RecipeChoice
     from qmlp_nncf.sources import DataSource, ModelSource
 
     recipe = tmp_path / "small.json"

@@ -6,7 +6,7 @@ import torch
 
 from qmlp_nncf.data import DataError, calibration_subset
 from qmlp_nncf.pipeline import quantize_to_dir
-from qmlp_nncf.quantization.workflow import RecipeChoice
+from qmlp_nncf.quantization.choice import RecipeChoice
 from qmlp_nncf.sources import DataSource, ModelSource
 
 TRAIN_IMAGES = 10

@@ -1,5 +1,4 @@
 """Benchmarks: OpenVINO latency/throughput (``ov_latency``) and accuracy (``accuracy``); front ends in ``benchmarks/``."""
-from . import console  # noqa: F401  (first: it quiets torch's import-time CUDA warning before NNCF is imported)
 from ..census import executed_census, float_counts
 from .ov_latency import BenchConfig, BenchmarkError, benchmark, machine_info, markdown, precision_census, run
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .console import nncf_output_to_stderr, run_command, write_json
+from ..console import nncf_output_to_stderr, run_command, write_json
 from .ov_latency import machine_info
 
 KEYS = ("max_abs", "p99.99")

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .console import nncf_output_to_stderr, run_command, write_json
+from ..console import nncf_output_to_stderr, run_command, write_json
 
 TOLERANCE_PT = 0.15
 DEFAULT_RECIPES = ("qmlp_w8a8", "qmlp_w4a8", "qmlp_w4a4", "nncf_default_w8a8", "nncf_transformer_w4a4")

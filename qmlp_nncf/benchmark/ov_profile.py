@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..census import census_of, markdown as census_markdown
-from .console import run_command, write_json
+from ..console import run_command, write_json
 from .ov_latency import HINTS, BenchmarkError, compile_ir, ir_source, machine_info, resolve_devices
 
 

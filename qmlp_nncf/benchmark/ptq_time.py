@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .console import nncf_output_to_stderr, run_command, write_json
+from ..console import nncf_output_to_stderr, run_command, write_json
 
 
 BACKENDS = ("torch", "openvino")
@@ -30,15 +30,15 @@ def time_ptq(name: str, recipe: str, calibration_size: int = 0, data=None, rando
 
     from ..export.openvino_ir import convert
     from ..export.prepare import calibration_data, check_recipe
-    from ..quantization import load_recipe, quantize
-    from ..quantization.ptq import AUTO_CALIBRATION, items_wanted
+    from ..quantization import quantize
+    from ..quantization.recipes import items_wanted, resolve_recipe
     from ..sources import ModelSource
 
     check_recipe(recipe)
-    calibration_size = calibration_size or (AUTO_CALIBRATION if recipe.startswith("auto:")
-                                            else load_recipe(recipe).calibration_size)
+    resolved = resolve_recipe(recipe)
+    calibration_size = calibration_size or resolved.calibration_size
     model = ModelSource(name).load().model.eval()
-    data, described = calibration_data(model, items_wanted(recipe, calibration_size), data,
+    data, described = calibration_data(model, items_wanted(resolved, calibration_size), data,
                                        random_calibration)
     items = [data[i] for i in range(len(data))]  # decoded before the clock starts
     inputs = {"torch": model}
@@ -49,7 +49,7 @@ def time_ptq(name: str, recipe: str, calibration_size: int = 0, data=None, rando
     for _ in range(repeat):
         for backend in backends:
             t0 = time.perf_counter()
-            quantized = quantize(inputs[backend], items, recipe=recipe, calibration_size=calibration_size,
+            quantized = quantize(inputs[backend], items, recipe=resolved, subset_size=calibration_size,
                                  log=lambda msg: None)
             times[backend].append(time.perf_counter() - t0)
             quantizers[backend] = quantized.quantizers

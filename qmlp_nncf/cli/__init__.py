@@ -5,7 +5,7 @@ Argument parsing and printing only: each sub-command builds a ``ModelSource`` / 
 the library (``qmlp_nncf.sources``, ``training``, ``models.convert``, ``quantization``, ``export``). One module
 per command group: ``train`` (train, finetune, convert, qat), ``models`` (eval, zoo), ``quantize`` (quantize,
 export), ``analyze``; ``options`` holds what they share. Every sub-command checks its inputs before it builds a
-model and exits with code 2 and a one-line message on bad input (``benchmark.console.run_command``); ``--json``
+model and exits with code 2 and a one-line message on bad input (``qmlp_nncf.console.run_command``); ``--json``
 prints one JSON object on stdout (progress and logs go to stderr). Nothing but ``__main__`` imports this package.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 
-from ..benchmark.console import nncf_output_to_stderr, run_command  # first: it quiets torch's CUDA warning
+from ..console import nncf_output_to_stderr, run_command, setup_process
 from . import analyze, models, quantize, train
 from .options import Shown, add_data_options, add_device_options, add_model_options
 
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup_process()  # the application's process setup, before the parsers import NNCF
     args = build_parser().parse_args(argv)
     if args.threads:
         import torch

@@ -20,7 +20,7 @@ def cmd_eval(args) -> dict:
     quantizing = bool(args.recipe or args.config)
     choice = None
     if quantizing:
-        from ..quantization.workflow import RecipeChoice
+        from ..quantization.choice import RecipeChoice
 
         choice = RecipeChoice.resolve(args.recipe, args.config)  # an unknown recipe before the model is built
     data = data_source(args, check=("train", "val") if quantizing else ("val",))
@@ -29,9 +29,11 @@ def cmd_eval(args) -> dict:
     model = loaded.model
     val = subset(data.dataset("val", model), args.limit)
     if choice is not None:
-        from ..quantization.workflow import quantize_source
+        from ..quantization import quantize
+        from ..sources import calibration_for
 
-        q = quantize_source(loaded, data, choice, args.calibration_size)
+        q = quantize(model, calibration_for(loaded, data, choice, args.calibration_size), choice.recipe,
+                     ignored_scope=choice.ignored_scope, subset_size=args.calibration_size or None)
         model = q.model
         result.update(recipe=q.recipe.name, ptq_time_s=round(q.seconds, 2))
     return {**result, **evaluate(model, val, batch_size=args.batch_size, progress=not args.json)}

@@ -10,7 +10,8 @@ TARGET_HELP = ("nncf.quantize's target_device: ANY, CPU, GPU, NPU or CPU_SPR (de
 
 def cmd_quantize(args) -> dict | Shown:
     from ..pipeline import quantize_to_dir
-    from ..quantization.workflow import RecipeChoice
+    from ..quantization.choice import RecipeChoice
+    from ..quantization.recipes import AutoTarget
 
     if args.list_recipes:
         from ..quantization.catalog import catalog_text, recipe_catalog
@@ -23,15 +24,13 @@ def cmd_quantize(args) -> dict | Shown:
         raise ValueError("--ir is the model to quantize: drop --model/--checkpoint/--pretrained-file")
     if args.ir and args.no_export:
         raise ValueError("--ir writes the quantized IR itself: drop --no-export")
-    choice = RecipeChoice.resolve(args.recipe, args.config, args.target_device)
     minutes = 15.0 if args.max_minutes is None else args.max_minutes
-    if args.max_minutes is not None:
-        name = getattr(choice.recipe, "name", choice.recipe)
-        if not (isinstance(choice.recipe, str) and choice.recipe.startswith("auto:")):
-            raise ValueError(f"--max-minutes bounds an auto: recipe's search; recipe {name} is not one: drop "
-                             f"--max-minutes (or use --recipe auto:w4a4)")
-        if not minutes > 0:
-            raise ValueError(f"--max-minutes must be > 0, got {minutes:g}")
+    if not minutes > 0:
+        raise ValueError(f"--max-minutes must be > 0, got {minutes:g}")
+    choice = RecipeChoice.resolve(args.recipe, args.config, args.target_device, auto_max_minutes=minutes)
+    if args.max_minutes is not None and not isinstance(choice.recipe, AutoTarget):
+        raise ValueError(f"--max-minutes bounds an auto: recipe's search; recipe {choice.recipe.name} is not one: "
+                         f"drop --max-minutes (or use --recipe auto:w4a4)")
     data = data_source(args, config=choice.config, check=("train", "val"))
     if args.ir:
         from ..pipeline import quantize_ir_to_dir
@@ -41,7 +40,7 @@ def cmd_quantize(args) -> dict | Shown:
     loaded = model_source(args, config=choice.config).load(float_for="qmlp quantize")
     run = quantize_to_dir(loaded, data, choice, args.out, calibration_size=args.calibration_size,
                           limit=args.limit, export=not args.no_export, force=args.force, progress=not args.json,
-                          w4_kernels=args.w4_kernels, auto_max_minutes=minutes)
+                          w4_kernels=args.w4_kernels)
     return run.to_json()
 
 

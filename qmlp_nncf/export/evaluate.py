@@ -9,23 +9,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..ir_file import read_ir
 from ..progress import bar
 
 
 def load_ir(xml_or_model) -> Any:
-    """An ``ov.Model`` from a path (clear error if missing) or a copy of a given ``ov.Model``."""
-    import openvino as ov
-
+    """An ``ov.Model`` from a path (``ir_file.read_ir``: one clear error for a missing or broken file) or a copy of a
+    given ``ov.Model``."""
     if isinstance(xml_or_model, (str, Path)):
-        path = Path(xml_or_model)
-        if path.is_dir():
-            path = path / "model.xml"
-        if not path.is_file():
-            raise FileNotFoundError(f"no OpenVINO IR at {xml_or_model}: give the model.xml path (or its folder), "
-                                    f"e.g. one written by `qmlp export`")
-        if not path.with_suffix(".bin").is_file():
-            raise FileNotFoundError(f"{path} has no weights file {path.with_suffix('.bin').name} next to it")
-        return ov.Core().read_model(str(path))
+        return read_ir(xml_or_model)
     return xml_or_model.clone()
 
 

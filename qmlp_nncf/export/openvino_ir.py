@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from ..atomic import staged_folder
+from ..ir_file import read_ir
 
 RT_INFO_KEY = "qmlp_nncf"
 XML_NAME = "model.xml"
@@ -359,9 +360,7 @@ def set_metadata(ov_model, metadata: dict[str, Any]) -> dict[str, str]:
 
 def read_metadata(xml_or_model) -> dict[str, str]:
     """The ``rt_info["qmlp_nncf"]`` block of an IR (path) or ``ov.Model``; {} if absent."""
-    import openvino as ov
-
-    model = ov.Core().read_model(str(xml_or_model)) if isinstance(xml_or_model, (str, Path)) else xml_or_model
+    model = read_ir(xml_or_model) if isinstance(xml_or_model, (str, Path)) else xml_or_model
     if not model.has_rt_info([RT_INFO_KEY]):
         return {}
     return {k: v.astype(str) for k, v in model.get_rt_info()[RT_INFO_KEY].items()}

@@ -61,9 +61,9 @@ def known_recipes() -> list[str]:
         from ..quantization import list_recipes
     except ImportError:
         return [FP32]
-    from ..quantization.auto import TARGETS
+    from ..quantization.recipes import AUTO_TARGETS
 
-    return [FP32, *[r for r in list_recipes() if r != FP32], *[f"auto:{t}" for t in TARGETS]]
+    return [FP32, *[r for r in list_recipes() if r != FP32], *[f"auto:{t}" for t in AUTO_TARGETS]]
 
 
 def check_recipe(recipe: str) -> None:
@@ -94,7 +94,7 @@ def calibration_data(model: torch.nn.Module, size: int, data=None, random: bool 
 def prepare(source, recipe: str = FP32, data=None, calibration_size: int = 0,
             random_calibration: bool = False, target_device: Optional[str] = None) -> Prepared:
     """Load ``source`` (a ``sources.ModelSource``) and quantize it with ``recipe`` (a name, a recipe .json or
-    ``auto:...``) through the pipeline of ``qmlp quantize`` (``workflow.quantize_source``): the same calibration
+    ``auto:...``) through the pipeline of ``qmlp quantize`` (``sources.calibration_for`` + ``quantization.quantize``): the same calibration
     items of ``data``'s train split (the recipe's calibration size unless ``calibration_size`` is given, plus the
     held-out items of an ``auto:`` search), so ``qmlp export --recipe X`` gives the IR ``qmlp quantize --recipe
     X`` does. ``random_calibration``: random images, for speed measurements only."""
@@ -121,18 +121,18 @@ def prepare(source, recipe: str = FP32, data=None, calibration_size: int = 0,
     info["data_config"] = json.dumps(data_config_of(model, data))
     if recipe != FP32:
         from ..quantization import quantize
-        from ..quantization.ptq import items_wanted
-        from ..quantization.workflow import RecipeChoice, quantize_source
+        from ..quantization.choice import RecipeChoice
+        from ..sources import calibration_for
 
         choice = RecipeChoice.resolve(recipe, target_device=target_device)
         if random_calibration:
-            n = items_wanted(choice.recipe, calibration_size or None)
-            calibration, info["calibration"] = calibration_data(model, n, random=True)
+            calibration, info["calibration"] = calibration_data(model, choice.items_wanted(calibration_size or None),
+                                                                random=True)
             info["calibration_random"] = "true"
-            result = quantize(model, calibration, choice.recipe, calibration_size=calibration_size or None,
-                              target_device=choice.target_device)
         else:
-            result = quantize_source(loaded, data, choice, calibration_size)
+            calibration = calibration_for(loaded, data, choice, calibration_size)
+        result = quantize(model, calibration, choice.recipe, subset_size=calibration_size or None)
+        if not random_calibration:
             info["calibration"] = f"{data.describe('train')} x{result.calibration_items}"
         if result.auto is not None:
             from .openvino_ir import quantized_census, record_auto_census

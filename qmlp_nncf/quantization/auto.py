@@ -28,12 +28,11 @@ from .postpass.algorithm import post_training
 from .postpass.torch_backend import TorchBackend
 from .probe import (EDGE_INPUT_ROLES, Metrics, Probe, activation_variants, compare, is_block_weight, is_gemm_input,
                     quantized_by_transformer_placement, site_group, weight_variants)
-from .recipes import Recipe, recipe_data
+from .recipes import AutoTarget, Recipe, recipe_data
 from .reparam import Reparameterization
 from .roles import GraphRoles, Site
 from .specs import QuantizerSpec, RangeSpec, SpecError
 
-TARGETS = {"w4a4": (4, 4), "w4a8": (4, 8), "w8a8": (8, 8)}
 EDGE_BITS = 8
 SITE_CANDIDATES = 3  # per site, the best variants of its role group are tried
 # the search stops where it stops paying: after the role groups when they gained less than STAGE_GAIN of the uniform
@@ -49,15 +48,6 @@ QUANTIZED_COST = 2.0  # a fake-quantized forward's time over the float forward's
 SEARCH_SHARE = 0.5  # of an auto: recipe's time budget, what the search may use (probe set-up included)
 AID_COST = 2.0  # a finish with error correction over a plain one (224 px: 1.5x EC, 1.9x RP + EC, docs/results.md)
 EIGHT_BIT_EDGE_WEIGHT = QuantizerSpec(8, True, True, RangeSpec("min_max"))
-
-
-def parse_target(recipe: str) -> tuple[int, int]:
-    """``"auto:w4a4"`` -> (4, 4)."""
-    target = recipe.split(":", 1)[1] if recipe.startswith("auto:") else recipe
-    if target not in TARGETS:
-        raise SpecError(f"recipe {recipe!r}: unknown auto target {target!r}; choose one of "
-                        f"{', '.join('auto:' + t for t in TARGETS)}")
-    return TARGETS[target]
 
 
 @dataclass
@@ -110,7 +100,7 @@ def _fixed_and_free(probe: Probe, w_bits: int, a_bits: int):
 def search(probe: Probe, target: str = "w4a4", max_minutes: float = 10.0,
            log: Callable[[str], None] = lambda m: None) -> AutoResult:
     """Search the specs of ``target`` on ``probe`` (see the module docstring)."""
-    w_bits, a_bits = parse_target(target)
+    w_bits, a_bits = AutoTarget.parse(target).bits
     t0, start_evals = time.time(), probe.evaluations
     deadline = t0 + 60 * max_minutes
     fixed, free = _fixed_and_free(probe, w_bits, a_bits)
@@ -263,12 +253,12 @@ def auto_recipe(model: torch.nn.Module, items: list[torch.Tensor], target: str, 
                 log: Callable[[str], None] = lambda m: None) -> AutoResult:
     """Search a recipe for ``model`` on the calibration ``items`` (batch-1 tensors), as ``quantize`` does for
     ``recipe="auto:..."``, within ``max_minutes`` including the probe's set-up."""
-    parse_target(target)
+    target = AutoTarget.parse(target).target
     t0 = time.time()
     n_eval = eval_items_for(model, items, 60 * max_minutes)
     probe = Probe(model, items, items[:n_eval], None, log=log)
     left = max(0.0, max_minutes - (time.time() - t0) / 60)
-    result = search(probe, target.split(":", 1)[-1], left, log)
+    result = search(probe, target, left, log)
     result.seconds = time.time() - t0
     return result
 
@@ -311,7 +301,7 @@ class Finish:
 
 
 @torch.no_grad()
-def finish(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult, recipe: Recipe, as_searched: tuple,
+def choose_finish(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult, recipe: Recipe, as_searched: tuple,
            roles: GraphRoles, family: str, ignored_scope=None, holdout: Optional[list] = None,
            log: Callable[[str], None] = lambda m: None, deadline: Optional[float] = None,
            seconds: Optional[float] = None) -> tuple[AutoResult, Finish]:
@@ -395,4 +385,22 @@ def finish_auto(model: torch.nn.Module, items: list[torch.Tensor], search: AutoR
     roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
     family, _ = family_of_module(model)
     as_searched = post_training(TorchBackend(roles), model, items, search.recipe, family, None, log)
-    return finish(model, items, search, search.recipe, as_searched, roles, family, log=log)[0]
+    return choose_finish(model, items, search, search.recipe, as_searched, roles, family, log=log)[0]
+
+
+def auto_quantize(model: torch.nn.Module, items: list[torch.Tensor], holdout: list[torch.Tensor], target: AutoTarget,
+                  roles: GraphRoles, family: str, ignored_scope=None, extra_rules: tuple = (),
+                  log: Callable[[str], None] = lambda m: None, start: Optional[float] = None) -> tuple[AutoResult, Finish]:
+    """The ``auto:`` algorithm, whole: search the specs on ``items`` (``SEARCH_SHARE`` of ``target.max_minutes``),
+    post-train the model with the recipe found, then choose its finish on ``holdout`` (:func:`choose_finish`), all
+    within ``target.max_minutes`` from ``start``. Returns the search (its recipe is the kept finish's) and the kept
+    finish (quantized model, decisions, recipe, summaries)."""
+    start = time.time() if start is None else start
+    log(f"{target.name}: searching the quantizer specs on {len(items)} calibration items "
+        f"(at most {target.max_minutes:g} min, the search {SEARCH_SHARE * target.max_minutes:g} of them)")
+    found = auto_recipe(model, items, target.target, max_minutes=SEARCH_SHARE * target.max_minutes, log=log)
+    recipe = target.finish(found.recipe).with_rules(tuple(extra_rules))
+    t1 = time.time()
+    as_searched = post_training(TorchBackend(roles), model, items, recipe, family, ignored_scope, log)
+    return choose_finish(model, items, found, recipe, as_searched, roles, family, ignored_scope, holdout, log,
+                         deadline=start + 60 * target.max_minutes, seconds=time.time() - t1)

@@ -23,8 +23,7 @@ class RecipeEntry:
 
 def recipe_catalog() -> list[RecipeEntry]:
     """Every recipe by name (``recipes/*.json``), then the ``auto:`` targets."""
-    from .auto import TARGETS
-    from .recipes import list_recipes, load_recipe
+    from .recipes import AUTO_TARGETS, list_recipes, load_recipe
 
     entries = []
     for name in list_recipes():
@@ -33,7 +32,7 @@ def recipe_catalog() -> list[RecipeEntry]:
     return entries + [RecipeEntry(f"auto:{t}", f"searched for the model on its calibration data: every Linear inside "
                                               f"the blocks {t[:2]} weights, {t[2:]} inputs, the fused placement "
                                               f"(quantization.auto)",
-                                  ANY_MODEL) for t in TARGETS]
+                                  ANY_MODEL) for t in AUTO_TARGETS]
 
 
 def catalog_text(entries: list[RecipeEntry]) -> str:

@@ -7,46 +7,14 @@ clear error (:func:`check_recipe`).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
+from ..ir_file import IRError
 from .recipes import Recipe
 from .roles import GraphRoles
 from .specs import SpecError
 
 TORCH_ONLY = "use the torch path (quantize the torch model, then `qmlp export`)"
-
-
-class IRError(ValueError):
-    """An IR that cannot be quantized as given: the message names the problem and the fix."""
-
-
-def is_openvino_model(model) -> bool:
-    try:
-        import openvino as ov
-    except ImportError:
-        return False
-    return isinstance(model, ov.Model)
-
-
-def read_ir(path: str | Path):
-    """``ov.Model`` from ``model.xml`` (or its folder), with a clear error for a missing or broken file."""
-    import openvino as ov
-
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.xml"
-    if not p.is_file():
-        raise IRError(f"--ir {path}: no such file; give the model.xml of an OpenVINO IR (ov.save_model, "
-                      f"optimum-cli export openvino, `qmlp export`), or its folder")
-    if p.suffix == ".xml" and not p.with_suffix(".bin").is_file():
-        raise IRError(f"--ir {p}: its weights file {p.with_suffix('.bin').name} is missing next to it")
-    try:
-        return ov.Core().read_model(str(p))
-    except RuntimeError as e:
-        raise IRError(f"--ir {p}: OpenVINO cannot read it ({str(e).splitlines()[0]}); give an IR .xml "
-                      f"(or an .onnx) that `ov.Core().read_model` accepts") from None
 
 
 def image_input(ov_model) -> tuple[int, int, int]:
@@ -119,5 +87,5 @@ def fq_census(model) -> list[dict]:
     return rows
 
 
-__all__ = ["IRError", "is_openvino_model", "read_ir", "image_input", "fake_quantizes", "graph_roles",
+__all__ = ["image_input", "fake_quantizes", "graph_roles",
            "family_of_graph", "check_recipe", "check_items", "fq_census"]

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Optional
 
 import nncf
+import numpy as np
 import torch
 
 from ..checkpoint import is_quantized
 from ..models.surgery import family_of_module
-from .ov_backend import is_openvino_model
+from ..ir_file import is_openvino_model
 from .postpass.algorithm import compress_weights, post_training
 from .postpass.parameters import Decision
 from .postpass.torch_backend import TorchBackend
-from .recipes import Recipe, check_target_device, load_recipe
+from .recipes import AUTO_HOLDOUT, AutoTarget, Recipe, items_wanted, resolve_recipe
 from .roles import GraphRoles
 from .scopes import check_ignored_scope
 from .specs import SpecError
@@ -25,21 +27,32 @@ if TYPE_CHECKING:
     from .auto import AutoResult
 
 
-def items_wanted(recipe, calibration_size: Optional[int] = None) -> int:
-    """How many calibration items :func:`quantize` reads for ``recipe`` (a name, ``"auto:..."`` or a
-    ``Recipe``): the calibration size, plus ``AUTO_HOLDOUT`` for an ``auto:`` recipe."""
-    if isinstance(recipe, str) and recipe.startswith("auto:"):
-        return (calibration_size or AUTO_CALIBRATION) + AUTO_HOLDOUT
-    return calibration_size or getattr(recipe, "calibration_size", AUTO_CALIBRATION)
+def _inputs(calibration_dataset) -> Iterable:
+    """The model inputs of ``calibration_dataset``: an ``nncf.Dataset`` gives its ``get_inference_data()`` (the
+    ``transform_fn`` applied); a DataLoader or any other iterable gives its items as they are."""
+    if isinstance(calibration_dataset, nncf.Dataset):
+        return calibration_dataset.get_inference_data()
+    try:
+        if isinstance(calibration_dataset, (str, bytes)):
+            raise TypeError
+        return iter(calibration_dataset)  # a torch Dataset iterates through __getitem__
+    except TypeError:
+        raise TypeError(f"calibration_dataset: {type(calibration_dataset).__name__} is not a dataset; give an "
+                        f"nncf.Dataset(loader, transform_fn), a DataLoader or an iterable of images / (image, label)"
+                        ) from None
 
 
 def calibration_items(dataset: Iterable, size: int) -> list[torch.Tensor]:
-    """The first ``size`` inputs of ``dataset`` as batch-1 tensors. Items may be ``(x, label)`` or ``x``."""
+    """The first ``size`` inputs of ``dataset`` (an ``nncf.Dataset`` or an iterable) as batch-1 tensors. Items may
+    be ``(x, label)`` or ``x``; ``x`` a tensor or a numpy array, one image or a batch."""
     items = []
-    for item in dataset:
+    for item in _inputs(dataset):
         x = item[0] if isinstance(item, (tuple, list)) else item
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"calibration items must be tensors or (tensor, label) pairs, got {type(x).__name__}")
+            raise TypeError(f"calibration items must be image tensors (or numpy arrays), or (image, label) pairs, got "
+                            f"{type(x).__name__}; with nncf.Dataset, make transform_fn return the model's input")
         items.extend(x.split(1) if x.dim() == 4 else [x.unsqueeze(0)])
         if len(items) >= size:
             break
@@ -60,25 +73,6 @@ def short_data_note(recipe: str, have: int, size: int, auto: bool = False) -> st
             f"(give {size + AUTO_HOLDOUT} or more to hold some out)")
 
 
-def bound_heap_growth() -> None:
-    """Stop glibc from raising its mmap threshold (default 128 KiB, raised dynamically after large frees).
-
-    Otherwise activation buffers land on the heap, NNCF's small per-item mean statistics (MEAN_MINMAX
-    ranges, fast bias correction) sit between them, the freed buffers cannot be reused, and peak RSS grows
-    by about one forward pass per calibration item (~60 MB per item on mixer_b16_224: 300 items need
-    ~20 GB). With a fixed threshold big buffers go to mmap and are returned at once; the quantized model
-    is bit-identical. Process-wide and permanent; a no-op where libc has no ``mallopt`` (non-glibc)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
-AUTO_CALIBRATION = 300  # calibration items of recipe="auto:..." (ranges and the search objective)
-AUTO_HOLDOUT = 256  # further items of recipe="auto:...", unseen by the search, on which its finish is chosen
 
 
 @dataclass
@@ -121,96 +115,90 @@ class QuantizationResult:
         return d
 
 
-def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "qmlp_w8a8",
-             *, config: Optional[str | dict] = None, extra_rules: tuple = (),
-             ignored_scope: Optional[nncf.IgnoredScope] = None,
-             calibration_size: Optional[int] = None, auto_max_minutes: float = 15.0,
-             target_device=None, log=lambda msg: print(msg, file=sys.stderr)) -> QuantizationResult:
-    """Quantize ``model`` with a recipe; returns a :class:`QuantizationResult` whose ``model`` is a new
-    NNCF model (``model`` is left untouched).
+def quantize(model: torch.nn.Module, calibration_dataset, recipe: str | Recipe | AutoTarget = "qmlp_w8a8", *,
+             subset_size: Optional[int] = None, ignored_scope: Optional[nncf.IgnoredScope] = None,
+             target_device=None, model_type=None, fast_bias_correction: Optional[bool] = None,
+             config: Optional[str | dict] = None, extra_rules: tuple = (), auto_max_minutes: float = 15.0,
+             log=lambda msg: print(msg, file=sys.stderr), calibration_size: Optional[int] = None) -> QuantizationResult:
+    """Quantize ``model`` with a recipe, in ``nncf.quantize``'s calling convention; returns a
+    :class:`QuantizationResult` whose ``model`` is a new NNCF model (``model`` is left untouched).
 
-    ``dataset`` yields calibration inputs (``x`` or ``(x, label)``; take them from the *train* split).
-    ``config`` (an NNCF-style JSON path or dict, see docs/config.md) replaces ``recipe`` and
-    ``ignored_scope`` with what it describes.
-    An ``ignored_scope`` name or pattern that matches no op raises ``SpecError``.
-    ``target_device`` (an ``nncf.TargetDevice`` or its name) goes to ``nncf.quantize`` as it is, except ``CPU_SPR``
-    on a torch model, which NNCF's torch backend refuses: the torch model is quantized for CPU, and the fused
-    placement's int8 residual stream stands for NNCF's SPR pass (an ``openvino.Model`` takes CPU_SPR as it is).
+    ``calibration_dataset``: an ``nncf.Dataset(loader, transform_fn)`` (read through its ``get_inference_data()``),
+    a DataLoader, or any iterable of images or ``(image, label)`` pairs (take them from the *train* split).
+    ``subset_size``: how many images calibrate (default: the recipe's ``calibration_size``; batches are split into
+    images). ``calibration_size`` is its deprecated old name.
+    ``target_device`` (an ``nncf.TargetDevice`` or its name), ``model_type`` (``nncf.ModelType.TRANSFORMER``) and
+    ``fast_bias_correction`` (True / False: NNCF's fast bias correction on / off) go to ``nncf.quantize`` over the
+    recipe's own settings; None keeps the recipe's. ``CPU_SPR`` on a torch model, which NNCF's torch backend
+    refuses, quantizes the torch model for CPU, and the fused placement's int8 residual stream stands for NNCF's SPR
+    pass (an ``openvino.Model`` takes CPU_SPR as it is).
+    ``ignored_scope``: an ``nncf.IgnoredScope``; a name or pattern that matches no op raises ``SpecError``.
+    ``config`` (an NNCF-style JSON path or dict, see docs/config.md) replaces ``recipe`` and ``ignored_scope`` with
+    what it describes.
     ``recipe="auto:w4a4"`` (``auto:w4a8``, ``auto:w8a8``) first searches the specs for this model on the
     calibration items (``quantization.auto``), then calibrates its finishes; both within ``auto_max_minutes``
     (the search gets half; finishes that would overrun are left out, named in ``result.auto.finish["skipped"]``).
-    ``result.auto`` then holds the search and ``result.recipe_json`` the recipe, to save and reuse with
+    ``result.auto`` then holds the search and ``result.auto.recipe_json`` the recipe, to save and reuse with
     ``--recipe FILE``.
 
     ``model`` may also be an ``openvino.Model`` (a float IR with one N x C x H x W input): the same recipes, rules
     and configs then run on NNCF's OpenVINO backend (``ov_backend``), scopes use the IR's node names, and
     ``result.model`` is the quantized ``openvino.Model``. Range tuning and ``auto:`` recipes are torch-only.
+
+    Nothing process-wide changes. With hundreds of calibration items, an application may bound the heap's growth
+    first (``qmlp_nncf.console.setup_process()``; the ``qmlp`` command and the benchmarks do).
     """
+    if calibration_size is not None:
+        warnings.warn("quantize(calibration_size=) is deprecated: use subset_size, nncf.quantize's name",
+                      DeprecationWarning, stacklevel=2)
+        if subset_size is not None and subset_size != calibration_size:
+            raise ValueError(f"subset_size={subset_size} and calibration_size={calibration_size} disagree; give "
+                             f"subset_size only")
+        subset_size = calibration_size
+    if subset_size is not None and (isinstance(subset_size, bool) or not isinstance(subset_size, int)
+                                    or subset_size < 1):
+        raise ValueError(f"subset_size must be a positive int, got {subset_size!r}")
     if config is not None:
         from .config import load_config
 
         cfg = load_config(config)
         recipe, ignored_scope = cfg.recipe, cfg.ignored_scope
-    target_device = check_target_device(target_device, "target_device")
-    auto = isinstance(recipe, str) and recipe.startswith("auto:")
-    if auto:
-        from .auto import parse_target
-
-        parse_target(recipe)  # a bad target fails before any work
-        if not auto_max_minutes > 0:
-            raise ValueError(f"auto_max_minutes (qmlp quantize --max-minutes) must be > 0, got {auto_max_minutes}")
-    else:
-        recipe = (load_recipe(recipe) if isinstance(recipe, str) else recipe).for_target(target_device)
+    recipe = resolve_recipe(recipe, target_device=target_device, model_type=model_type,
+                            fast_bias_correction=fast_bias_correction, auto_max_minutes=auto_max_minutes)
     if is_openvino_model(model):
-        return _quantize_openvino(model, dataset, recipe, ignored_scope, extra_rules, calibration_size, log)
+        return _quantize_openvino(model, calibration_dataset, recipe, ignored_scope, extra_rules, subset_size, log)
     if is_quantized(model):
         raise ValueError("the model already holds NNCF quantizers; quantize its float model (load the float "
                          "checkpoint, or keep the model you passed to quantize() before)")
     model = model.eval()
-    bound_heap_growth()
     t0 = time.time()
-    size = calibration_size or (AUTO_CALIBRATION if auto else recipe.calibration_size)
-    items = calibration_items(dataset, size + (AUTO_HOLDOUT if auto else 0))
-    if len(items) < size + (AUTO_HOLDOUT if auto else 0):
-        log(short_data_note(recipe if auto else recipe.name, len(items), size, auto))
+    auto = isinstance(recipe, AutoTarget)
+    size = items_wanted(recipe, subset_size) - (AUTO_HOLDOUT if auto else 0)
+    items = calibration_items(calibration_dataset, items_wanted(recipe, subset_size))
+    if len(items) < items_wanted(recipe, subset_size):
+        log(short_data_note(recipe.name, len(items), size, auto))
     items, holdout = items[:size], items[size:]
-    search = None
-    if auto:
-        from .auto import SEARCH_SHARE, auto_recipe
-
-        log(f"{recipe}: searching the quantizer specs on {len(items)} calibration items "
-            f"(at most {auto_max_minutes:g} min, the search {SEARCH_SHARE * auto_max_minutes:g} of them)")
-        search = auto_recipe(model, items, recipe, max_minutes=SEARCH_SHARE * auto_max_minutes, log=log)
-        recipe = search.recipe.for_target(target_device)
-    recipe = recipe.with_rules(tuple(extra_rules))
     family, is_qmlp = family_of_module(model)
-    if recipe.expects_qmlp and not is_qmlp:
-        four_bit = recipe.activations.bits == 4 or any(  # 4-bit activations: where an unconverted model suffers
-            r.spec.get("bits") == 4 and "weights" not in r.match and r.quantizer_kind != "weights" for r in recipe.rules)
-        log(f"note: recipe {recipe.name} is meant for Q-MLP models (LayerNorm, bounded activation, token groups); "
-            f"this {family} model has not been converted (see `qmlp convert`)"
-            + ("; with 4-bit activations an unconverted model loses most with it (4.9-5.2 pt measured): use "
-               "--recipe auto:w4a8 for an OpenVINO CPU (4-bit activations run on its int8 kernels) or auto:w4a4 "
-               "(both searched for this model), or `qmlp convert` + `qmlp finetune` first"
-               if four_bit else ""))
-
+    if not auto:
+        recipe = recipe.with_rules(tuple(extra_rules))
+        _note_unconverted(recipe, family, is_qmlp, log)
     summaries: dict = {}
-    if recipe.weight_compression is not None:
+    search = None
+    if not auto and recipe.weight_compression is not None:
         quantized = compress_weights(TorchBackend(), model, recipe, items)
         report: list[dict] = []
     else:
         roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
         check_ignored_scope(ignored_scope, roles)
-        t1 = time.time()
-        quantized, decisions, summaries = post_training(TorchBackend(roles), model, items, recipe, family,
-                                                        ignored_scope, log)
-        if search is not None:
-            from .auto import finish
+        if auto:
+            from .auto import auto_quantize
 
-            search, kept = finish(model, items, search, recipe, (quantized, decisions, summaries), roles, family,
-                                  ignored_scope, holdout, log, deadline=t0 + 60 * auto_max_minutes,
-                                  seconds=time.time() - t1)
+            search, kept = auto_quantize(model, items, holdout, recipe, roles, family, ignored_scope, extra_rules, log,
+                                         start=t0)
             quantized, decisions, recipe, summaries = kept.quantized, kept.decisions, kept.recipe, kept.summaries
+        else:
+            quantized, decisions, summaries = post_training(TorchBackend(roles), model, items, recipe, family,
+                                                            ignored_scope, log)
         report = [d.to_dict() for d in decisions]
     corrections = {k: v for k, v in summaries.items() if k != "range_tuning"}
     result = QuantizationResult(quantized.eval(), report, recipe, summaries.get("range_tuning"), time.time() - t0,
@@ -219,21 +207,34 @@ def quantize(model: torch.nn.Module, dataset: Iterable, recipe: str | Recipe = "
     return result
 
 
-def _quantize_openvino(model, dataset, recipe, ignored_scope, extra_rules, calibration_size, log) -> QuantizationResult:
+def _note_unconverted(recipe: Recipe, family: str, is_qmlp: bool, log) -> None:
+    """The note when a recipe meant for Q-MLP models meets an unconverted one."""
+    if not recipe.expects_qmlp or is_qmlp:
+        return
+    four_bit = recipe.activations.bits == 4 or any(  # 4-bit activations: where an unconverted model suffers
+        r.spec.get("bits") == 4 and "weights" not in r.match and r.quantizer_kind != "weights" for r in recipe.rules)
+    log(f"note: recipe {recipe.name} is meant for Q-MLP models (LayerNorm, bounded activation, token groups); "
+        f"this {family} model has not been converted (see `qmlp convert`)"
+        + ("; with 4-bit activations an unconverted model loses most with it (4.9-5.2 pt measured): use "
+           "--recipe auto:w4a8 for an OpenVINO CPU (4-bit activations run on its int8 kernels) or auto:w4a4 "
+           "(both searched for this model), or `qmlp convert` + `qmlp finetune` first"
+           if four_bit else ""))
+
+
+def _quantize_openvino(model, dataset, recipe, ignored_scope, extra_rules, subset_size, log) -> QuantizationResult:
     """:func:`quantize` for an ``openvino.Model``: NNCF's OpenVINO backend and the post-pass over it."""
     from . import ov_backend
     from .postpass.openvino_backend import OpenVINOBackend
 
-    if isinstance(recipe, str):  # "auto:..." (a Recipe object is already resolved)
-        raise SpecError(f"recipe {recipe}: the auto search runs on the torch model (it switches torch quantizers "
+    if isinstance(recipe, AutoTarget):
+        raise SpecError(f"recipe {recipe.name}: the auto search runs on the torch model (it switches torch quantizers "
                         f"per site); {ov_backend.TORCH_ONLY}, then reuse its recipe.json with the IR")
     ov_backend.check_recipe(recipe)
     ov_backend.image_input(model)
     if any(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops()):
         raise ValueError("the IR already holds FakeQuantize nodes (it is quantized); give the float IR")
-    bound_heap_growth()
     t0 = time.time()
-    size = calibration_size or recipe.calibration_size
+    size = items_wanted(recipe, subset_size)
     items = calibration_items(dataset, size)
     if len(items) < size:
         log(short_data_note(recipe.name, len(items), size))

@@ -180,6 +180,93 @@ def list_recipes() -> list[str]:
     return sorted(p.name[:-5] for p in _recipe_dir().iterdir() if p.name.endswith(".json"))
 
 
+AUTO_TARGETS = {"w4a4": (4, 4), "w4a8": (4, 8), "w8a8": (8, 8)}  # recipe="auto:<target>": searched per model
+AUTO_CALIBRATION = 300  # calibration items of recipe="auto:..." (ranges and the search objective)
+AUTO_HOLDOUT = 256  # further items of recipe="auto:...", unseen by the search, on which its finish is chosen
+
+
+@dataclass(frozen=True)
+class AutoTarget:
+    """``recipe="auto:w4a4"`` (``auto:w4a8``, ``auto:w8a8``) resolved: a recipe searched for the model at quantization
+    time (``quantization.auto``) within ``max_minutes``, with the caller's NNCF settings (``target_device`` ...)
+    applied to what it finds. The one place that reads an ``auto:`` string is :meth:`parse`."""
+
+    target: str  # w4a4 | w4a8 | w8a8
+    max_minutes: float = 15.0
+    target_device: Optional[str] = None
+    nncf_overrides: tuple = ()  # (key, value) pairs of NNCFSettings set on every recipe the search makes
+
+    @staticmethod
+    def is_auto(recipe) -> bool:
+        return isinstance(recipe, AutoTarget) or (isinstance(recipe, str) and recipe.startswith("auto:"))
+
+    @classmethod
+    def parse(cls, recipe: str, max_minutes: float = 15.0) -> "AutoTarget":
+        target = recipe.split(":", 1)[1] if recipe.startswith("auto:") else recipe
+        if target not in AUTO_TARGETS:
+            raise SpecError(f"recipe {recipe!r}: unknown auto target {target!r}; choose one of "
+                            f"{', '.join('auto:' + t for t in AUTO_TARGETS)}")
+        if not max_minutes > 0:
+            raise ValueError(f"auto_max_minutes (qmlp quantize --max-minutes) must be > 0, got {max_minutes}")
+        return cls(target, max_minutes)
+
+    @property
+    def name(self) -> str:
+        return f"auto:{self.target}"
+
+    @property
+    def calibration_size(self) -> int:
+        """Calibration items the search and the finishes calibrate on (``AUTO_HOLDOUT`` more are read)."""
+        return AUTO_CALIBRATION
+
+    @property
+    def bits(self) -> tuple[int, int]:
+        """(weight bits, activation bits) inside the blocks."""
+        return AUTO_TARGETS[self.target]
+
+    def finish(self, recipe: Recipe) -> Recipe:
+        """A recipe the search made, with the caller's NNCF settings."""
+        recipe = recipe.for_target(self.target_device)
+        return replace(recipe, nncf=replace(recipe.nncf, **dict(self.nncf_overrides))) if self.nncf_overrides else recipe
+
+
+def items_wanted(recipe: Recipe | AutoTarget, subset_size: Optional[int] = None) -> int:
+    """How many calibration items ``quantize`` reads for a resolved ``recipe``: the subset size (default: the recipe's
+    ``calibration_size``), plus ``AUTO_HOLDOUT`` for an ``auto:`` recipe."""
+    return (subset_size or recipe.calibration_size) + (AUTO_HOLDOUT if isinstance(recipe, AutoTarget) else 0)
+
+
+def resolve_recipe(recipe, *, target_device=None, model_type=None, fast_bias_correction=None,
+                   auto_max_minutes: float = 15.0) -> Recipe | AutoTarget:
+    """``recipe`` (a name, a recipe .json path, ``"auto:..."``, a ``Recipe`` or an ``AutoTarget``) with nncf.quantize's
+    settings applied, resolved once at the boundary: a ``Recipe``, or an ``AutoTarget`` for a recipe searched per
+    model. ``target_device``: an ``nncf.TargetDevice`` or its name; ``model_type``: an ``nncf.ModelType`` or
+    ``"transformer"``; ``fast_bias_correction``: True / False turn NNCF's fast bias correction on / off; None (all
+    three) keeps the recipe's."""
+    device = check_target_device(target_device, "target_device")
+    overrides = {}
+    if model_type is not None:
+        kind = getattr(model_type, "value", model_type)
+        if kind not in MODEL_TYPES:
+            raise SpecError(f"model_type: {model_type!r} unknown; give nncf.ModelType.TRANSFORMER or None")
+        overrides["model_type"] = kind
+    if fast_bias_correction is not None:
+        overrides["fast_bias_correction"] = check_type(fast_bias_correction, bool, "fast_bias_correction")
+    if isinstance(recipe, AutoTarget):
+        return replace(recipe, target_device=device or recipe.target_device,
+                       nncf_overrides=recipe.nncf_overrides + tuple(overrides.items()))
+    if isinstance(recipe, str) and recipe.startswith("auto:"):
+        return replace(AutoTarget.parse(recipe, auto_max_minutes), target_device=device,
+                       nncf_overrides=tuple(overrides.items()))
+    if isinstance(recipe, (str, Path)):
+        recipe = load_recipe(recipe)
+    elif not isinstance(recipe, Recipe):
+        raise SpecError(f"recipe: {type(recipe).__name__} is not a recipe; give a name (see `qmlp quantize "
+                        f"--list-recipes`), a recipe .json path, 'auto:w4a4' or a Recipe")
+    recipe = recipe.for_target(device)
+    return replace(recipe, nncf=replace(recipe.nncf, **overrides)) if overrides else recipe
+
+
 def load_recipe(name_or_path: str | Path) -> Recipe:
     """A recipe by name (``qmlp_w4a4``) or from a JSON file path."""
     name, data = _recipe_data(name_or_path, ())

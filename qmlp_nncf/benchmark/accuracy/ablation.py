@@ -59,7 +59,7 @@ def ablate(model: BenchModel, recipe_name: str, cfg: AccuracyConfig, log: Log = 
     for label, variant in bar(ablation_variants(recipe, model.family), desc="ablation", unit="variant",
                               disable=not cfg.progress):
         t0 = time.perf_counter()
-        q = quantize(copy.deepcopy(float_model), calibration, variant, calibration_size=size, log=log)
+        q = quantize(copy.deepcopy(float_model), calibration, variant, subset_size=size, log=log)
         top1 = evaluate(q.model, test, progress=cfg.progress, desc="eval")["top1"]
         rows.append({"variant": label, "top1": top1, "delta_vs_float_pt": 100 * (top1 - float_top1),
                      "ptq_s": time.perf_counter() - t0})

@@ -88,10 +88,10 @@ def check_recipes(names: list[str]) -> list[str]:
     from pathlib import Path
 
     from ...quantization import list_recipes
-    from ...quantization.auto import TARGETS
+    from ...quantization.recipes import AUTO_TARGETS
 
     files = list_recipes()
-    known = files + [f"auto:{t}" for t in TARGETS]  # auto: recipes run only when named (a search per model)
+    known = files + [f"auto:{t}" for t in AUTO_TARGETS]  # auto: recipes run only when named (a search per model)
     unknown = [n for n in names if n not in known and not (n.endswith(".json") and Path(n).is_file())]
     if unknown:
         raise AccuracyError(f"unknown recipe(s) {unknown}; choose from {', '.join(known)} "

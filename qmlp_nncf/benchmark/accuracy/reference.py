@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..console import write_json
+from ...console import write_json
 from .models import AccuracyError
 
 REFERENCE = Path(__file__).resolve().parents[3] / "benchmarks" / "reference_accuracy.json"

@@ -107,7 +107,7 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
     """
     from ...evaluation import evaluate
     from ...quantization import quantize
-    from ...quantization.ptq import items_wanted
+    from ...quantization.recipes import items_wanted, resolve_recipe
 
     targets = T.load_targets(cfg.reference) if cfg.reference else T.load_targets()
     recipes = check_recipes(cfg.recipes)
@@ -141,10 +141,10 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
                 rows += before  # measured by the interrupted run
                 log(f"{model.name} / {recipe_name} (seed {seed}): reused from {cfg.rows_file}")
                 continue
-            chosen = recipe_name if recipe_name.startswith("auto:") else recipe
+            chosen = resolve_recipe(recipe_name)
             t0 = time.perf_counter()
             q = quantize(copy.deepcopy(float_model), data.calibration(float_model, items_wanted(chosen, size), seed),
-                         chosen, calibration_size=size, log=log)
+                         chosen, subset_size=size, log=log)
             quantized, recipe = q.model, q.recipe
             base = {"model": model.name, "recipe": recipe_name, "mismatched": mis, "calibration_size": size,
                     "seed": seed, "n": len(test), "float_top1_reference": model.reference_top1,

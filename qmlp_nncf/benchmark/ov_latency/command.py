@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ..console import nncf_output_to_stderr, run_command, write_json
+from ...console import nncf_output_to_stderr, run_command, write_json
 from .report import markdown
 from .session import benchmark
 from .settings import DEVICES, HINTS, BenchConfig, BenchmarkError

@@ -111,7 +111,8 @@ def post_training(backend: PostPassBackend, model, items: list[torch.Tensor], re
     # with recalibrate the post-pass replaces every quantizer and its range from all items; NNCF's own
     # statistics then only drive fast bias correction (and SmoothQuant), for which a seed set is enough
     seeds = items[:NNCF_SEED_ITEMS] if recipe.recalibrate else items
-    quantized = backend.nncf_quantize(model, seeds, nncf_kwargs(recipe, ignored_scope))
+    quantized = nncf.quantize(model, nncf.Dataset(backend.inputs(seeds)), subset_size=len(seeds),
+                              **backend.nncf_kwargs(nncf_kwargs(recipe, ignored_scope)))
     placed = recipe.recalibrate and recipe.placement.active
     rules = (family_rules(family) if recipe.family_rules else placed_rules() if placed else ()) + recipe.rules
     check_scopes(rules, backend.roles)

@@ -30,9 +30,9 @@ class PostPassBackend(ABC):
     def inputs(self, items: list[torch.Tensor]) -> list:
         """The calibration items (batch-1 tensors) as the backend's model inputs."""
 
-    @abstractmethod
-    def nncf_quantize(self, model, items: list[torch.Tensor], kwargs: dict):
-        """``nncf.quantize(model)`` on ``items`` with ``kwargs`` (``nncf_settings.nncf_kwargs``)."""
+    def nncf_kwargs(self, kwargs: dict) -> dict:
+        """``nncf.quantize``'s keyword arguments (``nncf_settings.nncf_kwargs``) as this backend's NNCF takes them."""
+        return kwargs
 
     @abstractmethod
     def sites(self, model) -> list[Site]:

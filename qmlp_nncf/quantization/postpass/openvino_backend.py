@@ -129,12 +129,11 @@ class OpenVINOBackend(PostPassBackend):
     def inputs(self, items):
         return [x.numpy() for x in items]
 
-    def nncf_quantize(self, model, items, kwargs):
-        import nncf
+    def nncf_kwargs(self, kwargs):
         from nncf.openvino.quantization.backend_parameters import BackendParameters
 
         kwargs["advanced_parameters"].backend_params[BackendParameters.COMPRESS_WEIGHTS] = False  # after the pass
-        return nncf.quantize(model, nncf.Dataset(self.inputs(items)), subset_size=len(items), **kwargs)
+        return kwargs
 
     def sites(self, model):
         known = {n.node_name for n in self.roles.graph.get_all_nodes()}

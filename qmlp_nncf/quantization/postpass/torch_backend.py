@@ -105,12 +105,12 @@ class TorchBackend(PostPassBackend):
     def inputs(self, items):
         return items
 
-    def nncf_quantize(self, model, items, kwargs):
+    def nncf_kwargs(self, kwargs):
         if kwargs.get("target_device") == nncf.TargetDevice.CPU_SPR:
             # NNCF's torch backend refuses CPU_SPR; what its SPR pass changes (an int8 residual stream) is what the
             # fused placement does, so the torch model is quantized for CPU (the OpenVINO backend takes CPU_SPR)
             kwargs = {**kwargs, "target_device": nncf.TargetDevice.CPU}
-        return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), **kwargs)
+        return kwargs
 
     def sites(self, model):
         return quantizer_sites(model, self.roles)
