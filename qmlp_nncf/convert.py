@@ -6,7 +6,6 @@ its base architecture plus a ``qmlp_surgery`` entry, which ``checkpoint.load_mod
 from __future__ import annotations
 
 import copy
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,12 +13,9 @@ import timm
 import torch
 from torch.utils.data import DataLoader
 
-from .sources import DataSource, ModelSource, subset
 from .models.surgery import QmlpConfig, to_qmlp
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+from .progress import log_line
+from .sources import DataSource, ModelSource, subset
 
 
 @torch.no_grad()
@@ -37,7 +33,7 @@ def _top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def convert_checkpoint(source: ModelSource, data: DataSource, out: str | Path, cfg: QmlpConfig = QmlpConfig(),
-                       limit: int = 1000, batch_size: int = 256, log=_log) -> dict:
+                       limit: int = 1000, batch_size: int = 256, log=log_line) -> dict:
     """Convert ``source`` to Q-MLP, check it on ``limit`` val images of ``data``, write ``out``."""
     from .checkpoint import create_model, load_model, save_checkpoint
 

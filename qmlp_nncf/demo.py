@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import demo_report as R
 from .console import setup_process
+from .progress import log_line
 from .zoo import ZooEntry, checkpoint_path, list_entries
 
 FAMILIES = ("mixer", "resmlp", "gmlp")
@@ -59,10 +60,6 @@ QUICK = DemoConfig(families=("resmlp",), test_images=200, calibration_size=16, s
                    speed_repeats=2, range_images=16)
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 class Steps:
     """Named steps with their wall time, logged as each ends."""
 
@@ -71,11 +68,11 @@ class Steps:
 
     @contextmanager
     def step(self, name: str):
-        _log(f"[{len(self.times) + 1}/{self.total}] {name} ...")
+        log_line(f"[{len(self.times) + 1}/{self.total}] {name} ...")
         t0 = time.perf_counter()
         yield
         self.times.append((name, time.perf_counter() - t0))
-        _log(f"[{len(self.times)}/{self.total}] {name}: done in {self.times[-1][1]:.0f} s")
+        log_line(f"[{len(self.times)}/{self.total}] {name}: done in {self.times[-1][1]:.0f} s")
 
 
 def ensure_zoo() -> list[ZooEntry]:
@@ -87,9 +84,9 @@ def ensure_zoo() -> list[ZooEntry]:
     for name in BASE_MODELS:
         if name in known and checkpoint_path(name).exists():
             continue
-        _log(f"{name}: no checkpoint in the zoo, training it (15 epochs, ~30-60 min on 2 cores)")
+        log_line(f"{name}: no checkpoint in the zoo, training it (15 epochs, ~30-60 min on 2 cores)")
         out = f"runs/{name}"
-        result = train(TrainConfig(model=name, out=out, epochs=15, ema_decay=0.999), resume=True, log=_log)
+        result = train(TrainConfig(model=name, out=out, epochs=15, ema_decay=0.999), resume=True, log=log_line)
         release(name, f"{out}/model.pth", result,
                 command=f"qmlp train --model {name} --out {out} --epochs 15 --ema 0.999 --zoo")
     return list_entries()
@@ -101,7 +98,7 @@ def real_run(model: str, recipe: str, cfg: DemoConfig, work: Path) -> dict:
     from .export import export_ir
     from .export.evaluate import ir_top1
     from .quantization import quantize
-    from .quantization.choice import RecipeChoice
+    from .quantization.recipes.choice import RecipeChoice
     from .sources import DataSource, ModelSource, calibration_for, subset
 
     data = DataSource()
@@ -109,12 +106,12 @@ def real_run(model: str, recipe: str, cfg: DemoConfig, work: Path) -> dict:
     t0 = time.perf_counter()
     choice = RecipeChoice.resolve(recipe)
     q = quantize(loaded.model, calibration_for(loaded, data, choice, cfg.calibration_size), choice.recipe,
-                 subset_size=cfg.calibration_size or None, log=_log)
+                 subset_size=cfg.calibration_size or None, log=log_line)
     t1 = time.perf_counter()
     ir = export_ir(q.model, work / f"{model}.{recipe}", (1, *data.input_size(loaded.model)), force=True)
     t2 = time.perf_counter()
     m = ir_top1(ir.xml, subset(data.dataset("val", loaded.model), cfg.test_images))
-    _log(f"  {model} / {recipe}: OpenVINO top-1 {m['top1']:.4f} on {m['n']} test images")
+    log_line(f"  {model} / {recipe}: OpenVINO top-1 {m['top1']:.4f} on {m['n']} test images")
     return {"model": model, "recipe": recipe, "calibration_items": q.calibration_items, "ptq_s": t1 - t0,
             "export_s": t2 - t1, "eval_s": time.perf_counter() - t2, "ir_top1": m["top1"], "n": m["n"],
             "ir_mb": ir.bin.stat().st_size / 2**20}
@@ -123,7 +120,7 @@ def real_run(model: str, recipe: str, cfg: DemoConfig, work: Path) -> dict:
 def ir_size(model: str, recipe: str, cfg: DemoConfig, work: Path) -> float:
     """MB of the IR of ``model`` quantized with ``recipe`` (calibrated on a few images: the size does not depend
     on them)."""
-    from .export.pipeline import export_model
+    from .export.exporter import export_model
     from .sources import ModelSource
 
     calibration = {} if recipe == "fp32" else {"recipe": recipe, "calibration_size": cfg.size_calibration}
@@ -163,7 +160,7 @@ def speed(cfg: DemoConfig, work: Path) -> dict:
     its no-surgery 4-bit IR (plain_w4a8_ec), and the converted model's Q-MLP int8 IR, against that stock IR and the
     float IR (``demo_report.SPEED_PATHS``)."""
     from .benchmark import ov_latency
-    from .export.pipeline import export_model
+    from .export.exporter import export_model
     from .hardware import cpu_capabilities
     from .sources import ModelSource
 
@@ -180,7 +177,7 @@ def speed(cfg: DemoConfig, work: Path) -> dict:
     bench = ov_latency.BenchConfig(devices=["CPU"], hints=hints, batch=cfg.speed_batch,
                                    duration_s=cfg.speed_duration_s, warmup=1, repeats=cfg.speed_repeats,
                                    versus=STOCK_INT8)
-    return ov_latency.run(sources, bench, progress=False, log=_log)
+    return ov_latency.run(sources, bench, progress=False, log=log_line)
 
 
 def range_figure(path: Path, cfg: DemoConfig) -> Path:
@@ -189,7 +186,7 @@ def range_figure(path: Path, cfg: DemoConfig) -> Path:
     from .sources import DataSource, ModelSource
 
     data = DataSource()
-    base, qmlp = (site_ranges(build_probe(ModelSource(n).load().model, data, cfg.range_images, 0, 0, _log))
+    base, qmlp = (site_ranges(build_probe(ModelSource(n).load().model, data, cfg.range_images, 0, 0, log_line))
                   for n in R.RANGE_PAIR)
     return report.range_by_depth(qmlp, path, R.RANGE_PAIR[1], compare=base, compare_title=R.RANGE_PAIR[0])
 

@@ -10,7 +10,6 @@ evaluate, save, export) -> ``quantization/ptq.py`` (``quantize``: the backend an
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +18,10 @@ from typing import Optional
 from .atomic import staged_folder
 from .export.openvino_ir import check_w4_kernels, export_ir, quantized_census, record_auto_census
 from .hardware import int8_note
+from .progress import log_line
 from .quantization.ptq import QuantizationResult, quantize
-from .quantization.choice import RecipeChoice
+from .quantization.recipes.choice import RecipeChoice
 from .sources import DataSource, LoadedModel, calibration_for, data_config_of, subset
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -52,7 +48,7 @@ class QuantizeRun:
 def _int8_note(quantized: bool) -> None:
     note = int8_note(quantized)
     if note:
-        _log(note)
+        log_line(note)
 
 
 def _check_out(out: str | Path, force: bool) -> Path:
@@ -67,7 +63,7 @@ def _check_out(out: str | Path, force: bool) -> Path:
 def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice, out: str | Path, *,
                     calibration_size: int = 0, limit: int = 0, export: bool = True, force: bool = False,
                     batch_size: int = 256, seed: int = 0, progress: bool = False, w4_kernels: str = "int8",
-                    log=_log) -> QuantizeRun:
+                    log=log_line) -> QuantizeRun:
     """Quantize, evaluate on val, write ``quantized.pth`` (+ ``ir/model.xml``) to ``out`` atomically (an ``auto:``
     recipe within its ``max_minutes``)."""
     from .checkpoint import quantized_payload, save_checkpoint
@@ -113,7 +109,7 @@ def quantize_to_dir(loaded: LoadedModel, data: DataSource, choice: RecipeChoice,
 
 def quantize_ir_to_dir(ir: str | Path, data: DataSource, choice: RecipeChoice, out: str | Path, *,
                        calibration_size: int = 0, limit: int = 0, force: bool = False, batch_size: int = 100,
-                       seed: int = 0, progress: bool = False, log=_log) -> QuantizeRun:
+                       seed: int = 0, progress: bool = False, log=log_line) -> QuantizeRun:
     """``qmlp quantize --ir``: quantize a float OpenVINO IR on NNCF's OpenVINO backend with the recipe's rules,
     evaluate the quantized IR on val, write ``ir/model.xml`` (rt_info metadata as ``export_ir`` writes it) and
     ``report.json`` (one row per FakeQuantize) to ``out``, all or nothing."""
@@ -122,7 +118,7 @@ def quantize_ir_to_dir(ir: str | Path, data: DataSource, choice: RecipeChoice, o
     from .export.evaluate import ir_top1
     from .export.openvino_ir import XML_NAME, read_metadata, set_metadata, versions
     from .ir_file import read_ir
-    from .quantization.ov_backend import image_input
+    from .quantization.openvino_model import image_input
     from .sources import ModelInfo
 
     out = _check_out(out, force)

@@ -27,6 +27,12 @@ def bar(iterable: Optional[Iterable] = None, *, disable: bool = False, file: Opt
     return tqdm(iterable, disable=disable or not on_terminal(file), file=file, **kwargs)
 
 
+def log_line(msg: str) -> None:
+    """One log line on stderr, flushed: the default ``log`` of the library's long-running calls (stdout stays for
+    results)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
 def plain_nncf_bars() -> None:
     """NNCF 3.x draws its bars (``nncf.common.logging.track_progress.track``: statistics collection, bias
     correction, ...) with rich on rich's global console, on stdout. When stdout is not a terminal (and this is not
@@ -42,4 +48,4 @@ def plain_nncf_bars() -> None:
     rich.reconfigure(force_terminal=False, force_interactive=False)
 
 
-__all__ = ["on_terminal", "bar", "plain_nncf_bars"]
+__all__ = ["on_terminal", "bar", "log_line", "plain_nncf_bars"]

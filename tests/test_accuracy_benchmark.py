@@ -6,15 +6,14 @@ import sys
 import pytest
 import timm
 import torch
+from conftest import REPO
 
 import qmlp_nncf.models  # noqa: F401
 from qmlp_nncf.benchmark.accuracy import (AccuracyConfig, AccuracyError, BenchModel, QATSettings, ablation_variants,
                                           analytic_mb, check_recipes, compare_reference, main, markdown, plan,
                                           targets_met, update_reference, weight_bits)
 from qmlp_nncf.quantization import load_recipe, quantize
-from qmlp_nncf.quantization.family_rules import family_rules
-
-from conftest import REPO
+from qmlp_nncf.quantization.rules.family_rules import family_rules
 
 torch.set_num_threads(1)
 
@@ -257,7 +256,7 @@ def test_script_with_reference_round_trip(tiny_checkpoint, tmp_path, monkeypatch
 
 
 def test_qat_rows(tiny_checkpoint, tmp_path):
-    """--qat: a QAT row after the PTQ row (qmlp_nncf.quantization.qat), none for weight-only recipes."""
+    """--qat: a QAT row after the PTQ row (qmlp_nncf.training.qat), none for weight-only recipes."""
     from qmlp_nncf.benchmark.accuracy import run
 
     cfg = AccuracyConfig(recipes=["qmlp_w8a8", "qmlp_w4_weight_only"], limit=32, calibration_size=8, qat=True,

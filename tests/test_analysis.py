@@ -7,14 +7,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
 
 
 # ---------------------------------------------------------------- statistics on known tensors
 def test_site_stats_match_numpy_and_the_range_collector():
-    from qmlp_nncf.quantization.calibration import RangeCollector
-    from qmlp_nncf.quantization.probe import SiteStats, activation_variants
+    from qmlp_nncf.quantization.algorithms.probe import SiteStats, activation_variants
+    from qmlp_nncf.quantization.rules.calibration import RangeCollector
 
     g = torch.Generator().manual_seed(0)
     batches = [torch.randn(4, 49, 32, generator=g) ** 3 + 0.5 for _ in range(3)]
@@ -60,7 +59,7 @@ def test_probe_with_every_site_off_is_the_float_model(probe):
 
 
 def test_sensitivity_of_harmless_and_harmful_sites(probe):
-    from qmlp_nncf.quantization.specs import QuantizerSpec, RangeSpec
+    from qmlp_nncf.quantization.rules.specs import QuantizerSpec, RangeSpec
 
     relu6 = [s for s in probe.sites if "activation_output" in s.roles and not s.is_weight]
     residual = [s for s in probe.sites if s.roles == {"residual_add"}]
@@ -90,8 +89,8 @@ def test_sweep_ranks_groups_and_respects_the_budget(probe):
 # ---------------------------------------------------------------- the suggested recipe
 def test_auto_recipe_is_a_valid_recipe_and_quantize_installs_it(probe, tmp_path):
     from qmlp_nncf.quantization import load_recipe, quantize
-    from qmlp_nncf.quantization.auto import search
-    from qmlp_nncf.quantization.probe import compare
+    from qmlp_nncf.quantization.algorithms.auto import search
+    from qmlp_nncf.quantization.algorithms.probe import compare
 
     result = search(probe, "w4a4", max_minutes=0.2)
     path = tmp_path / "auto.json"
@@ -99,7 +98,7 @@ def test_auto_recipe_is_a_valid_recipe_and_quantize_installs_it(probe, tmp_path)
     recipe = load_recipe(str(path))
     from dataclasses import replace
 
-    from qmlp_nncf.quantization.placement import Placement
+    from qmlp_nncf.quantization.rules.placement import Placement
     from qmlp_nncf.sources import DataSource
 
     assert recipe.placement.active  # issue 34: an auto: recipe is fused (tests/test_placement.py checks that IR)
@@ -137,12 +136,12 @@ def test_auto_finish_keeps_to_its_time_budget(probe):
 
     import nncf
 
-    from qmlp_nncf.quantization.auto import (AUTO_AIDS, AUTO_CANDIDATES, AUTO_FINISHES, EVAL_ITEMS, MIN_EVAL_ITEMS,
-                                             eval_items_for, finish, search)
-    from qmlp_nncf.quantization.postpass.algorithm import post_training
-    from qmlp_nncf.quantization.postpass.torch_backend import TorchBackend
+    from qmlp_nncf.quantization.algorithms.auto import (AUTO_AIDS, AUTO_CANDIDATES, AUTO_FINISHES, EVAL_ITEMS,
+                                                        MIN_EVAL_ITEMS, eval_items_for, finish, search)
+    from qmlp_nncf.quantization.algorithms.postpass.algorithm import post_training
+    from qmlp_nncf.quantization.algorithms.postpass.torch_backend import TorchBackend
     from qmlp_nncf.quantization.ptq import calibration_items
-    from qmlp_nncf.quantization.roles import GraphRoles
+    from qmlp_nncf.quantization.rules.roles import GraphRoles
     from qmlp_nncf.sources import DataSource
 
     model = probe.model_float
@@ -167,7 +166,7 @@ def test_auto_finish_keeps_to_its_time_budget(probe):
 
 def test_auto_target_errors():
     from qmlp_nncf.quantization import quantize
-    from qmlp_nncf.quantization.specs import SpecError
+    from qmlp_nncf.quantization.rules.specs import SpecError
 
     with pytest.raises(SpecError, match="auto:w4a4"):
         quantize(torch.nn.Linear(2, 2), [torch.zeros(1, 2)], "auto:w2a2")

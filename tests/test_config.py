@@ -8,16 +8,15 @@ import nncf
 import pytest
 import timm
 import torch
+from conftest import REPO
 
 import qmlp_nncf.models  # noqa: F401  (registers the zoo models with timm)
 from qmlp_nncf.quantization import Rule, SpecError, load_config, load_recipe, quantize
-from qmlp_nncf.quantization.config import strip_json_comments, translate_nncf2_scope
-from qmlp_nncf.quantization.scopes import check_ignored_scope, check_scopes
-from qmlp_nncf.quantization.range_tuning import RangeTuning
-from qmlp_nncf.quantization.roles import GraphRoles, Site
-from qmlp_nncf.quantization.specs import QuantizerSpec, RangeSpec
-
-from conftest import REPO
+from qmlp_nncf.quantization.recipes.config import strip_json_comments, translate_nncf2_scope
+from qmlp_nncf.quantization.recipes.knobs import RangeTuning
+from qmlp_nncf.quantization.rules.ignored_scope import check_ignored_scope, check_scopes
+from qmlp_nncf.quantization.rules.roles import GraphRoles, Site
+from qmlp_nncf.quantization.rules.specs import QuantizerSpec, RangeSpec
 
 torch.set_num_threads(1)
 
@@ -124,8 +123,7 @@ def test_range_tuning_override():
 
 
 def test_ptq_aid_overrides():
-    from qmlp_nncf.quantization.error_correction import ErrorCorrection
-    from qmlp_nncf.quantization.reparam import Reparameterization
+    from qmlp_nncf.quantization.recipes.knobs import ErrorCorrection, Reparameterization
 
     on = load_config({"qmlp": {"recipe": "plain_w4a4_p999", "error_correction": {"rows": 4096},
                                "reparameterize": True}}).recipe
@@ -645,7 +643,7 @@ def test_overflow_fix_maps_to_half_range_specs_or_to_nncf():
     assert stock.nncf.overflow_fix == "first_layer_only" and not stock.weights.half_range
     from nncf.quantization.advanced_parameters import OverflowFix
 
-    from qmlp_nncf.quantization.nncf_settings import nncf_kwargs
+    from qmlp_nncf.quantization.recipes.nncf_settings import nncf_kwargs
 
     adv = nncf_kwargs(stock, None)["advanced_parameters"]  # NNCF's fix beside, not instead of, its other settings
     assert adv.overflow_fix == OverflowFix.FIRST_LAYER

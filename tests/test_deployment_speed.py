@@ -10,8 +10,8 @@ import torch
 import qmlp_nncf.models  # noqa: F401  (registers the Fashion-MNIST models)
 from qmlp_nncf.benchmark import precision_census
 from qmlp_nncf.export import ExportError, export_ir, read_metadata
-from qmlp_nncf.quantization.ov_weights import four_bit_constants, int4_on_int8_kernels
 from qmlp_nncf.export.prepare import reinit_zero_head
+from qmlp_nncf.quantization.openvino_model import four_bit_constants, int4_on_int8_kernels
 
 SHAPE = (1, 1, 28, 28)
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}

@@ -220,3 +220,16 @@ def test_a_fresh_process_prints_one_line(argv, tmp_path):
     cmd = [sys.executable, *argv[0].split(), *argv[1:]]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=300)
     assert proc.returncode == 2 and len(lines(proc.stderr)) == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_help_is_plain_text_whole_sentences():
+    """`qmlp --help` and every sub-command's help: no reST markup, and the description is whole sentences."""
+    import argparse
+
+    from qmlp_nncf.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for p in (parser, *sub.choices.values()):
+        assert "``" not in p.format_help(), p.prog
+    assert parser.description.endswith(".") and parser.description.startswith("Q-MLP quantization")

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from qmlp_nncf.quantization import quantize
-from qmlp_nncf.quantization.specs import SpecError
+from qmlp_nncf.quantization.rules.specs import SpecError
 
 SHAPE = (1, 1, 28, 28)
 QUIET = dict(log=lambda m: None)
@@ -57,7 +57,7 @@ def test_auto_recipe_is_fused_and_its_recipe_carries_the_census(tmp_path, fmnist
     """`qmlp quantize --recipe auto:w4a8`: every finish is fused; the saved recipe.json and the run's summary carry
     the census of the IR kept (no more float layers than stock's) and say why the search stopped."""
     from qmlp_nncf.pipeline import quantize_to_dir
-    from qmlp_nncf.quantization.choice import RecipeChoice
+    from qmlp_nncf.quantization.recipes.choice import RecipeChoice
     from qmlp_nncf.sources import DataSource, ModelSource
 
     loaded = ModelSource(name="resmlp_fmnist").load()
@@ -92,7 +92,7 @@ def test_target_device_reaches_nncf(fmnist_train, backend, monkeypatch):
 
 
 def test_bad_target_device_is_one_clear_error():
-    from qmlp_nncf.quantization.choice import RecipeChoice
+    from qmlp_nncf.quantization.recipes.choice import RecipeChoice
 
     with pytest.raises(SpecError, match=r"--target-device: 'cpu_spr' unknown; choose one of \['ANY', 'CPU'"):
         RecipeChoice.resolve("plain_w4a8_ec", target_device="cpu_spr")

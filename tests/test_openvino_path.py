@@ -25,7 +25,7 @@ def _float_ir(model, shape=SHAPE):
 def _linear_sites(roles):
     """Roles of every Linear/Conv input and weight, keyed by (torch module path, port): comparable across
     backends."""
-    from qmlp_nncf.quantization.roles import module_of
+    from qmlp_nncf.quantization.rules.roles import module_of
 
     out = {}
     for node in roles.graph.get_all_nodes():
@@ -45,8 +45,8 @@ def _linear_sites(roles):
 def _parity(model, shape):
     import nncf
 
-    from qmlp_nncf.quantization.ov_backend import graph_roles
-    from qmlp_nncf.quantization.roles import GraphRoles
+    from qmlp_nncf.quantization.openvino_model import graph_roles
+    from qmlp_nncf.quantization.rules.roles import GraphRoles
 
     torch_sites = _linear_sites(GraphRoles(nncf.build_graph(model, example_input=torch.randn(shape))))
     ov_sites = _linear_sites(graph_roles(_float_ir(model, shape)))
@@ -96,7 +96,7 @@ def test_fake_quantize_nodes_carry_the_specs(w4a4_ir, tmp_path):
     """Levels, affine ranges and compressed 4-bit weights, read back from the saved IR."""
     import openvino as ov
 
-    from qmlp_nncf.quantization.ov_backend import fq_census
+    from qmlp_nncf.quantization.openvino_model import fq_census
 
     result = w4a4_ir
     ov.save_model(result.model, str(tmp_path / "m.xml"), compress_to_fp16=False)
@@ -145,7 +145,7 @@ def test_stock_baseline_is_nncf_openvino_result(calib):
     import nncf
 
     from qmlp_nncf.quantization import quantize
-    from qmlp_nncf.quantization.ov_backend import fq_census
+    from qmlp_nncf.quantization.openvino_model import fq_census
 
     ir = _float_ir(_load("mixer_fmnist"))
     ours = fq_census(quantize(ir, calib, "nncf_default_w8a8").model)
@@ -169,7 +169,7 @@ def test_stock_4bit_baseline_rebuilds_signed_symmetric_ranges(calib):
     """Forcing 4 bits on NNCF's signed symmetric FakeQuantize [-h * 256/254, h] must give [-h * 16/14, h], as
     ``num_bits = 4`` does on NNCF's torch quantizer; keeping the 8-bit low put zero off the grid (gMLP: -35 pt)."""
     from qmlp_nncf.quantization import quantize
-    from qmlp_nncf.quantization.ov_backend import fake_quantizes
+    from qmlp_nncf.quantization.openvino_model import fake_quantizes
 
     model = quantize(_float_ir(_load("qmlp_gmlp_fmnist")), calib[:16], "nncf_transformer_w4a4").model
     signed = 0
@@ -184,8 +184,8 @@ def test_stock_4bit_baseline_rebuilds_signed_symmetric_ranges(calib):
 
 def test_scopes_use_the_ir_node_names(calib):
     from qmlp_nncf.quantization import quantize
-    from qmlp_nncf.quantization.rules import rules_from_list
-    from qmlp_nncf.quantization.specs import SpecError
+    from qmlp_nncf.quantization.rules.rule import rules_from_list
+    from qmlp_nncf.quantization.rules.specs import SpecError
 
     ir = _float_ir(_load("mixer_fmnist"))
     rule = rules_from_list([{"scope": r".*blocks\.0\.mlp_channels\.fc1.*", "float": True,
@@ -202,9 +202,9 @@ def test_torch_only_features_and_bad_irs_are_clear_errors(calib, tmp_path):
     import openvino as ov
     from openvino import opset13 as ops
 
-    from qmlp_nncf.quantization import quantize
     from qmlp_nncf.ir_file import IRError, read_ir
-    from qmlp_nncf.quantization.specs import SpecError
+    from qmlp_nncf.quantization import quantize
+    from qmlp_nncf.quantization.rules.specs import SpecError
 
     ir = _float_ir(_load("mixer_fmnist"))
     with pytest.raises(SpecError, match="range tuning.*torch"):

@@ -9,8 +9,8 @@ import torch
 
 from qmlp_nncf.census import executed_census, float_counts
 from qmlp_nncf.quantization import quantize
-from qmlp_nncf.quantization.placement import Placement
-from qmlp_nncf.quantization.specs import SpecError
+from qmlp_nncf.quantization.rules.placement import Placement
+from qmlp_nncf.quantization.rules.specs import SpecError
 
 SHAPE = (1, 1, 28, 28)
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -140,7 +140,7 @@ def test_bad_placement(value, message):
 
 
 def test_placement_needs_the_post_pass():
-    from qmlp_nncf.quantization.recipes import Recipe
+    from qmlp_nncf.quantization.recipes.recipe import Recipe
 
     with pytest.raises(SpecError, match="placement: moving quantizers needs the post-pass"):
         Recipe.from_dict("x", {"recalibrate": False, "placement": "fused"})
@@ -176,10 +176,10 @@ def test_export_and_quantize_calibrate_alike(tmp_path):
     size, the same train items, the same IR (every FakeQuantize's levels and range)."""
     import openvino as ov
 
-    from qmlp_nncf.export.pipeline import export_model
+    from qmlp_nncf.export.exporter import export_model
     from qmlp_nncf.pipeline import quantize_to_dir
-    from qmlp_nncf.quantization.ov_backend import fq_census
-    from qmlp_nncf.quantization.choice import RecipeChoice
+    from qmlp_nncf.quantization.openvino_model import fq_census
+    from qmlp_nncf.quantization.recipes.choice import RecipeChoice
     from qmlp_nncf.sources import DataSource, ModelSource
 
     recipe = tmp_path / "small.json"

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from qmlp_nncf.quantization import quantize
-from qmlp_nncf.quantization.error_correction import (ErrorCorrection, column_rounder, correct_weights, linear_sums,
-                                                     weight_targets)
-from qmlp_nncf.quantization.recipes import Recipe, load_recipe
-from qmlp_nncf.quantization.reparam import Reparameterization, reparameterize
-from qmlp_nncf.quantization.roles import GraphRoles
-from qmlp_nncf.quantization.specs import SpecError
+from qmlp_nncf.quantization.algorithms.error_correction import (ErrorCorrection, column_rounder, correct_weights,
+                                                                linear_sums, weight_targets)
+from qmlp_nncf.quantization.algorithms.reparam import Reparameterization, reparameterize
+from qmlp_nncf.quantization.recipes.recipe import Recipe, load_recipe
+from qmlp_nncf.quantization.rules.roles import GraphRoles
+from qmlp_nncf.quantization.rules.specs import SpecError
 
 QUIET = dict(log=lambda m: None)
 
@@ -103,7 +103,7 @@ def test_error_correction_on_a_subset_of_rows_and_items(fmnist_train, one_thread
 def test_block_by_block_runs_each_block_as_the_full_forward_does(fmnist_train, one_thread):
     """The cached-input path: a block run alone, with the model's quantizers, computes what it computes inside
     the model's forward (NNCF names ops by their module path, which the runner restores)."""
-    from qmlp_nncf.quantization.error_correction import BlockRunner, first_block_inputs
+    from qmlp_nncf.quantization.algorithms.error_correction import BlockRunner, first_block_inputs
 
     model = _load("gmlp_fmnist")
     items = _items(fmnist_train, 16)

@@ -8,10 +8,9 @@ from qmlp_nncf.checkpoint import load_model, quantized_payload, read_checkpoint,
 from qmlp_nncf.cli import main
 from qmlp_nncf.data import calibration_subset
 from qmlp_nncf.quantization import quantize
-from qmlp_nncf.quantization.qat import qat
 from qmlp_nncf.training import TrainConfig
+from qmlp_nncf.training.qat import qat
 from qmlp_nncf.zoo import checkpoint_path
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -62,7 +61,7 @@ def test_quantize_export_and_run_in_openvino_on_real_images(tmp_path, capsys):
 def test_qat_inputs_options_given_then_config_then_defaults(tmp_path):
     """`qmlp qat`'s inputs, read before any model is built: the options given win over the config's training keys,
     which win over QATSettings' defaults; a float checkpoint is refused; a zoo teacher becomes its checkpoint."""
-    from qmlp_nncf.quantization.qat import QATSettings, qat_inputs
+    from qmlp_nncf.training.qat import QATSettings, qat_inputs
     from qmlp_nncf.zoo import get_entry
 
     ckpt = tmp_path / "q.pth"

@@ -9,9 +9,8 @@ import qmlp_nncf.models  # noqa: F401
 from qmlp_nncf.checkpoint import load_model, quantized_payload, save_checkpoint
 from qmlp_nncf.data import calibration_subset
 from qmlp_nncf.quantization import QuantizerSpec, Rule, SpecError, list_recipes, load_recipe, quantize
-from qmlp_nncf.quantization.calibration import RangeCollector
-from qmlp_nncf.quantization.specs import RangeSpec
-
+from qmlp_nncf.quantization.rules.calibration import RangeCollector
+from qmlp_nncf.quantization.rules.specs import RangeSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -210,14 +209,14 @@ def test_keep_float_rule_removes_quantizers(calib):
 @pytest.mark.parametrize("n", [1, 2, 7, 6272])
 @pytest.mark.parametrize("q", [0.0, 0.001, 0.5, 0.999, 0.9999, 1.0])
 def test_tail_quantile_equals_torch_quantile(n, q):
-    from qmlp_nncf.quantization.calibration import tail_quantile
+    from qmlp_nncf.quantization.rules.calibration import tail_quantile
 
     v = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
     assert float(tail_quantile(v, q)) == pytest.approx(float(torch.quantile(v, q)), abs=1e-12)
 
 
 def test_mse_shrink_beats_every_other_candidate_and_handles_outliers():
-    from qmlp_nncf.quantization.calibration import SHRINK_FACTORS, fake_quantize, mse_shrink
+    from qmlp_nncf.quantization.rules.calibration import SHRINK_FACTORS, fake_quantize, mse_shrink
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 4096, dtype=torch.float64, generator=g)
@@ -238,7 +237,7 @@ def test_mse_shrink_beats_every_other_candidate_and_handles_outliers():
 def test_mse_estimator_for_weights_and_activations(calib):
     from nncf.torch.function_hook import get_hook_storage
 
-    from qmlp_nncf.quantization.calibration import fake_quantize
+    from qmlp_nncf.quantization.rules.calibration import fake_quantize
 
     model = small("qmlp_mixer_fmnist")
     mse = {"range": {"estimator": "mse"}}
@@ -267,7 +266,7 @@ def test_mse_estimator_for_weights_and_activations(calib):
 
 
 def test_nncf_global_range_cannot_be_mse():
-    from qmlp_nncf.quantization.recipes import Recipe
+    from qmlp_nncf.quantization.recipes.recipe import Recipe
 
     with pytest.raises(SpecError, match=r"recipe r.nncf.range.estimator: NNCF's global estimator is one of"):
         Recipe.from_dict("r", {"nncf": {"range": {"estimator": "mse"}}})
@@ -312,6 +311,6 @@ def test_half_range_composes_and_is_refused_on_activations(calib):
 
 
 def load_recipe_dict(d: dict):
-    from qmlp_nncf.quantization.recipes import Recipe
+    from qmlp_nncf.quantization.recipes.recipe import Recipe
 
     return Recipe.from_dict("inline", d)

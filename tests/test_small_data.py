@@ -6,7 +6,7 @@ import torch
 
 from qmlp_nncf.data import DataError, calibration_subset
 from qmlp_nncf.pipeline import quantize_to_dir
-from qmlp_nncf.quantization.choice import RecipeChoice
+from qmlp_nncf.quantization.recipes.choice import RecipeChoice
 from qmlp_nncf.sources import DataSource, ModelSource
 
 TRAIN_IMAGES = 10
@@ -56,7 +56,7 @@ def test_auto_search_without_room_for_a_holdout(tiny_folder, resmlp, tmp_path, o
 
 
 def test_auto_search_on_fewer_images_than_it_searches_on():
-    from qmlp_nncf.quantization.ptq import short_data_note
+    from qmlp_nncf.quantization.algorithms.common import short_data_note
 
     note = short_data_note("auto:w4a4", 10, 300, auto=True)
     assert "searching on all 10 and choosing the finish on them too" in note

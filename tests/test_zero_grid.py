@@ -11,7 +11,7 @@ from nncf.torch.quantization.layers import AsymmetricQuantizer
 
 from qmlp_nncf.export.openvino_ir import _off_grid_asymmetric_quantizers, convert
 from qmlp_nncf.quantization import quantize
-from qmlp_nncf.quantization.zero_grid import align_zero_points
+from qmlp_nncf.quantization.algorithms.zero_grid import align_zero_points
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

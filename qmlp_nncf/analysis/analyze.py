@@ -1,14 +1,13 @@
 """``analyze``: the paper's analysis of one model, on its own data.
 
 Ranges at every quantizer site of NNCF's default placement (one pass over train images), sensitivity sweeps
-on held-out train images (never the val split), the recipe that follows (``quantization.auto``), figures and
+on held-out train images (never the val split), the recipe that follows (``quantization.algorithms.auto``), figures and
 a report. With ``compare``, the range statistics of a second model (e.g. the Q-MLP model of a base model)
 are drawn beside them.
 """
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +16,14 @@ from typing import Callable, Optional
 import torch
 
 from ..atomic import staged_folder, write_json_atomic
-from ..quantization.auto import AutoResult, finish_auto, search
-from ..quantization.probe import Probe, block_of, site_group
+from ..progress import log_line
+from ..quantization.algorithms.auto import AutoResult, finish_auto, search
+from ..quantization.algorithms.probe import Probe, block_of, site_group
+from ..quantization.algorithms.reparam import reparameterize
 from ..quantization.ptq import calibration_items
-from ..quantization.reparam import Reparameterization, reparameterize
+from ..quantization.recipes.knobs import Reparameterization
 from . import report as rpt
 from .sensitivity import Sensitivity, sweep
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -103,7 +100,7 @@ def analyze(model: torch.nn.Module, data, out: Optional[str | Path] = None, *, n
             compare: Optional[torch.nn.Module] = None, compare_name: str = "compare",
             calibration_size: int = 300, eval_size: int = 500, seed: int = 0, max_minutes: float = 20.0,
             per_site: bool = True, suggest: Optional[str] = "w4a4", suggest_path: Optional[str | Path] = None,
-            log: Callable[[str], None] = _log) -> Analysis:
+            log: Callable[[str], None] = log_line) -> Analysis:
     """Analyse ``model`` (float, eval mode) on ``data`` (a ``sources.DataSource``); writes the figures and
     ``report.html`` / ``report.md`` / ``analysis.json`` into ``out`` (atomically) when given, and the suggested
     recipe to ``suggest_path``. ``max_minutes`` bounds the sensitivity sweeps and the recipe search (half each
@@ -165,7 +162,7 @@ def _db(m: Optional[dict]) -> str:
 
 def _worst_tensors(result: Analysis, probe: Probe, k: int = 6) -> list[dict]:
     """The activation sites that cost most at 4 bit alone, with the grid of the spec they would get."""
-    from ..quantization.specs import QuantizerSpec, RangeSpec
+    from ..quantization.rules.specs import QuantizerSpec, RangeSpec
 
     rows = [r for r in result.sensitivity.sites if not r.is_weight and r.best4] if result.sensitivity else []
     names = [r.name for r in rows[:k]] or [r["name"] for r in sorted(result.ranges, key=lambda r: -r["max_to_p99.99"])[:k]]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..quantization.calibration import quantile_from_top
+from ..quantization.rules.calibration import quantile_from_top
 
 
 class _TopK:

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..quantization.calibration import fake_quantize  # noqa: E402
+from ..quantization.rules.calibration import fake_quantize  # noqa: E402
 
 DPI = 110
 

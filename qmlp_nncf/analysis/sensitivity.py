@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from ..quantization.probe import Probe, site_group, block_of
-from ..quantization.specs import QuantizerSpec, RangeSpec
+from ..quantization.algorithms.probe import Probe, block_of, site_group
+from ..quantization.rules.specs import QuantizerSpec, RangeSpec
 
 SITE_ACT_VARIANTS = [QuantizerSpec(4, s, False, RangeSpec(*r)) for s in (True, False)
                      for r in (("min_max",), ("percentile", 99.99))]

@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Optional
 
 from ..console import nncf_output_to_stderr, run_command, write_json
+from ..progress import log_line
 from .ov_latency import machine_info
 
 KEYS = ("max_abs", "p99.99")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def depth_rows(name: str, ranges: list[dict], blocks: int) -> list[dict]:
@@ -80,7 +76,7 @@ def four_bit(accuracy: list[dict], models: list[str], baseline: str = "nncf_tran
 
 
 def run(models: list[str], calibration_size: int = 128, seed: int = 0, out: Optional[Path] = None,
-        accuracy: Optional[list[dict]] = None, log=_log) -> dict:
+        accuracy: Optional[list[dict]] = None, log=log_line) -> dict:
     from ..analysis import report
     from ..analysis.analyze import build_probe, site_ranges
     from ..sources import DataSource, ModelSource

@@ -16,7 +16,6 @@ import torch
 
 from ..console import nncf_output_to_stderr, run_command, write_json
 
-
 BACKENDS = ("torch", "openvino")
 
 
@@ -31,7 +30,7 @@ def time_ptq(name: str, recipe: str, calibration_size: int = 0, data=None, rando
     from ..export.openvino_ir import convert
     from ..export.prepare import calibration_data, check_recipe
     from ..quantization import quantize
-    from ..quantization.recipes import items_wanted, resolve_recipe
+    from ..quantization.recipes.recipe import items_wanted, resolve_recipe
     from ..sources import ModelSource
 
     check_recipe(recipe)

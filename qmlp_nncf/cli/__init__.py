@@ -1,5 +1,6 @@
-"""The ``qmlp`` command (also ``python -m qmlp_nncf``): train, convert, fine-tune, quantize, QAT, export,
-evaluate, list the zoo, on any model source and data source.
+"""The ``qmlp`` command (also ``python -m qmlp_nncf``).
+
+Train, convert, fine-tune, quantize, QAT, export, evaluate and list the zoo, on any model source and data source.
 
 Argument parsing and printing only: each sub-command builds a ``ModelSource`` / ``DataSource`` and calls
 the library (``qmlp_nncf.sources``, ``training``, ``models.convert``, ``quantization``, ``export``). One module
@@ -18,12 +19,15 @@ from ..console import nncf_output_to_stderr, run_command, setup_process
 from . import analyze, models, quantize, train
 from .options import Shown, add_data_options, add_device_options, add_model_options
 
+DESCRIPTION = ("Q-MLP quantization of MLP-Mixer, ResMLP and gMLP models on NNCF, shipped to OpenVINO: train, convert, "
+               "fine-tune, quantize, QAT, export, evaluate and list the zoo, on any timm model and image folder.")
+EPILOG = "`qmlp COMMAND --help` describes a command; `python -m qmlp_nncf` is the same command."
 COMMANDS = (train.add_train, models.add_eval, models.add_zoo, train.add_convert, train.add_finetune,
             quantize.add_quantize, analyze.add_analyze, train.add_qat, quantize.add_export)  # the order of --help
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qmlp", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="qmlp", description=DESCRIPTION, epilog=EPILOG)
     sub = p.add_subparsers(dest="command", required=True)
     parsers = []
 

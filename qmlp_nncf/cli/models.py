@@ -20,7 +20,7 @@ def cmd_eval(args) -> dict:
     quantizing = bool(args.recipe or args.config)
     choice = None
     if quantizing:
-        from ..quantization.choice import RecipeChoice
+        from ..quantization.recipes.choice import RecipeChoice
 
         choice = RecipeChoice.resolve(args.recipe, args.config)  # an unknown recipe before the model is built
     data = data_source(args, check=("train", "val") if quantizing else ("val",))

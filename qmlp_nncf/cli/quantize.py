@@ -10,11 +10,11 @@ TARGET_HELP = ("nncf.quantize's target_device: ANY, CPU, GPU, NPU or CPU_SPR (de
 
 def cmd_quantize(args) -> dict | Shown:
     from ..pipeline import quantize_to_dir
-    from ..quantization.choice import RecipeChoice
-    from ..quantization.recipes import AutoTarget
+    from ..quantization.recipes.choice import RecipeChoice
+    from ..quantization.recipes.recipe import AutoTarget
 
     if args.list_recipes:
-        from ..quantization.catalog import catalog_text, recipe_catalog
+        from ..quantization.recipes.catalog import catalog_text, recipe_catalog
 
         entries = recipe_catalog()
         return Shown({e.name: f"for {e.for_models}: {e.description}" for e in entries}, catalog_text(entries))
@@ -45,7 +45,7 @@ def cmd_quantize(args) -> dict | Shown:
 
 
 def cmd_export(args) -> dict:
-    from ..export.pipeline import export_model
+    from ..export.exporter import export_model
     from ..export.prepare import FP32, check_recipe
 
     recipe = args.recipe or FP32

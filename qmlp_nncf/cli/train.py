@@ -77,7 +77,7 @@ def cmd_convert(args) -> dict:
 
 def cmd_qat(args) -> dict:
     from ..checkpoint import load_model
-    from ..quantization.qat import QATSettings, qat, qat_inputs
+    from ..training.qat import QATSettings, qat, qat_inputs
 
     given = qat_inputs(args.checkpoint, args.teacher, args.config, epochs=args.epochs, lr=args.lr,
                        batch_size=args.batch_size, seed=args.seed, workers=args.workers)
@@ -136,7 +136,7 @@ def add_finetune(new) -> None:
 
 def add_qat(new) -> None:
     """``qmlp qat``; ``new`` is ``build_parser``'s sub-parser factory."""
-    from ..quantization.qat import QATSettings
+    from ..training.qat import QATSettings
 
     a = new("qat", "quantization-aware fine-tuning of a `qmlp quantize` checkpoint (torchrun-ready)", cmd_qat,
             model=False, device=True)

@@ -109,7 +109,7 @@ def convert(model: torch.nn.Module, input_shape: Sequence[int], dynamic_batch: b
     fold_elementwise_decompression(ov_model)
     keep_reduced_dims_before_fake_quantize(ov_model)
     align_asymmetric_fake_quantize(model, ov_model)
-    from ..quantization.ov_weights import int4_on_int8_kernels, is_statically_quantized
+    from ..quantization.openvino_model import int4_on_int8_kernels, is_statically_quantized
 
     if w4_kernels == "int8" and is_statically_quantized(ov_model):
         int4_on_int8_kernels(ov_model)
@@ -178,7 +178,7 @@ def _off_grid_asymmetric_quantizers(model: torch.nn.Module) -> list[tuple]:
     """``(levels, exported low/high, torch low/high)`` of each NNCF asymmetric quantizer whose zero is off its grid
     (``quantization.zero_grid``: a 4-bit quantizer after GELU, low -0.17, step ~0.5)."""
     try:
-        from ..quantization.zero_grid import off_grid_window
+        from ..quantization.algorithms.zero_grid import off_grid_window
     except ImportError:  # NNCF's torch backend is absent
         return []
     out = []
@@ -415,7 +415,7 @@ def export_ir(model: torch.nn.Module, out_dir: str | Path, input_shape: Sequence
     ov_model = convert(model, input_shape, dynamic_batch, w4_kernels)
     info = {"input_shape": [-1, *input_shape[1:]] if dynamic_batch else list(input_shape),
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **versions(), **(metadata or {})}
-    from ..quantization.ov_weights import four_bit_constants, is_statically_quantized
+    from ..quantization.openvino_model import four_bit_constants, is_statically_quantized
 
     if four_bit_constants(ov_model):  # how its 4-bit weights run: int8 kernels, or weight decompression
         info["w4_kernels"] = w4_kernels if is_statically_quantized(ov_model) else "i4 (weight-only)"

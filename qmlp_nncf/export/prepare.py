@@ -61,7 +61,7 @@ def known_recipes() -> list[str]:
         from ..quantization import list_recipes
     except ImportError:
         return [FP32]
-    from ..quantization.recipes import AUTO_TARGETS
+    from ..quantization.recipes.recipe import AUTO_TARGETS
 
     return [FP32, *[r for r in list_recipes() if r != FP32], *[f"auto:{t}" for t in AUTO_TARGETS]]
 
@@ -121,7 +121,7 @@ def prepare(source, recipe: str = FP32, data=None, calibration_size: int = 0,
     info["data_config"] = json.dumps(data_config_of(model, data))
     if recipe != FP32:
         from ..quantization import quantize
-        from ..quantization.choice import RecipeChoice
+        from ..quantization.recipes.choice import RecipeChoice
         from ..sources import calibration_for
 
         choice = RecipeChoice.resolve(recipe, target_device=target_device)

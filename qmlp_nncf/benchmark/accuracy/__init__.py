@@ -14,7 +14,7 @@ FP32 execution, ``INFERENCE_PRECISION_HINT=f32``) and the torch/IR top-1 agreeme
 in points, and the model size (IR ``.bin`` bytes; analytic: weights at their quantized bits, every
 other parameter at 32 bit, quantization scales not counted).
 """
-from ...quantization.qat import QATSettings
+from ...training.qat import QATSettings
 from .ablation import ablate, ablation_variants, describe_rule
 from .command import build_parser, main
 from .measure import analytic_mb, measure_quantized, run_qat, weight_bits

@@ -22,7 +22,7 @@ def ablation_variants(recipe, family: str) -> list[tuple[str, object]]:
     Family rules are removed by turning ``family_rules`` off and passing the remaining built-in
     rules as recipe rules (same order: built-in first); the last family variant drops them all.
     """
-    from ...quantization.family_rules import family_rules
+    from ...quantization.rules.family_rules import family_rules
 
     variants = [("full recipe", recipe)]
     if recipe.family_rules:

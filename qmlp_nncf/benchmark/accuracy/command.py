@@ -9,8 +9,8 @@ from typing import Optional
 
 import torch
 
-from ...quantization.qat import QATSettings
 from ...console import nncf_output_to_stderr, run_command, write_json
+from ...training.qat import QATSettings
 from .ablation import ablate
 from .models import AccuracyError, BenchModel, zoo_models
 from .reference import REFERENCE, compare_reference, load_reference, update_reference

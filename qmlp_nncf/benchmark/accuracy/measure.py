@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch.utils.data import Dataset
 
-from ...quantization.qat import QATSettings
+from ...training.qat import QATSettings
 from .models import BenchModel, Log
 
 
@@ -46,7 +46,7 @@ def run_qat(quantized: torch.nn.Module, model: BenchModel, arch: str, out_dir: P
             data_dir: Optional[str], log: Log, data: Optional[dict] = None, seed: int = 0) -> torch.nn.Module:
     """Fine-tune a PTQ model in place with ``qmlp_nncf.quantization.qat``, distilling from the float
     checkpoint (``seed``: the training draw); the run folder (``last.pth``/``model.pth``) goes to ``out_dir``."""
-    from ...quantization.qat import qat
+    from ...training.qat import qat
 
     cfg = settings.train_config(arch, str(out_dir), model.teacher(), data_dir=data_dir, data=data or {}, seed=seed)
     qat(quantized, cfg, log=log)

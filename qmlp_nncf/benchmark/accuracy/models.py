@@ -88,7 +88,7 @@ def check_recipes(names: list[str]) -> list[str]:
     from pathlib import Path
 
     from ...quantization import list_recipes
-    from ...quantization.recipes import AUTO_TARGETS
+    from ...quantization.recipes.recipe import AUTO_TARGETS
 
     files = list_recipes()
     known = files + [f"auto:{t}" for t in AUTO_TARGETS]  # auto: recipes run only when named (a search per model)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from ...progress import bar
-from ...quantization.qat import QATSettings
+from ...training.qat import QATSettings
 from ..ov_latency import machine_info
 from . import targets as T
 from .measure import analytic_mb, measure_quantized, run_qat
@@ -107,7 +107,7 @@ def run(cfg: AccuracyConfig, models: Optional[list[BenchModel]] = None, log: Log
     """
     from ...evaluation import evaluate
     from ...quantization import quantize
-    from ...quantization.recipes import items_wanted, resolve_recipe
+    from ...quantization.recipes.recipe import items_wanted, resolve_recipe
 
     targets = T.load_targets(cfg.reference) if cfg.reference else T.load_targets()
     recipes = check_recipes(cfg.recipes)
