@@ -38,10 +38,9 @@ def check_recipe(recipe: Recipe) -> None:
     if recipe.range_tuning is not None:
         raise SpecError(f"recipe {recipe.name}: range tuning trains the quantizer ranges with torch autograd and "
                         f"works on torch models only; {TORCH_ONLY}, or choose a recipe without range_tuning")
-    for key in ("reparameterize", "error_correction"):
-        if getattr(recipe, key) is not None:
-            raise SpecError(f"recipe {recipe.name}: {key} rewrites the torch model's parameters and works on torch "
-                            f"models only; {TORCH_ONLY}, or drop '{key}'")
+    if recipe.reparameterize is not None:
+        raise SpecError(f"recipe {recipe.name}: reparameterize rewrites the torch model's norms and works on torch "
+                        f"models only; {TORCH_ONLY}, or drop 'reparameterize'")
 
 
 def family_of_graph(roles: GraphRoles) -> str:

@@ -140,6 +140,7 @@ def post_training(backend: PostPassBackend, model, items: list[torch.Tensor], re
             summaries["error_correction"]["streams_recalibrated"] = recalibrate_streams(backend, quantized, decisions,
                                                                                         items, shared)
     backend.align_grids(quantized, decisions)  # again after range tuning: the model computes what its IR will
+    backend.finalize(quantized)
     return quantized, decisions, summaries
 
 

@@ -81,7 +81,10 @@ class PostPassBackend(ABC):
 
     @abstractmethod
     def finish(self, model, decisions: list[Decision], recalibrate: bool) -> None:
-        """After every site is done: record what the report needs, finalize the model (weight constants)."""
+        """After every site is done: record what the report needs."""
+
+    def finalize(self, model) -> None:
+        """The quantized model as it is handed out, after every step (OpenVINO: weights compressed)."""
 
     def align_grids(self, quantized, decisions: list[Decision]) -> int:
         """Make the quantized model compute what its exported IR computes (torch: ``zero_grid``), and record the

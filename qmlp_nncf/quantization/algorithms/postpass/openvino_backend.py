@@ -6,7 +6,8 @@ Multiply); the algorithm then removes it (kept in float) or rebuilds it: levels 
 low/high, per-channel shapes for weights, ranges from the project's own estimators (``calibration.RangeCollector``,
 on OpenVINO inference of the calibration items with every FakeQuantize bypassed, as the torch pass disables its
 quantizers). The range math is NNCF's own, as on torch (``parameters.quantizer_parameters``). Weights end as
-compressed int8/int4 constants: ``compress_quantize_weights_transformation`` runs after the pass, as
+compressed int8/int4 constants: ``compress_quantize_weights_transformation`` runs after the pass (and after
+weight error correction, which solves the float constants under the weight FakeQuantizes), as
 ``nncf.quantize`` itself would run it.
 """
 from __future__ import annotations
@@ -238,9 +239,17 @@ class OpenVINOBackend(PostPassBackend):
             decision.high = [float(np.asarray(params.input_high.data).reshape(-1)[0])]
 
     def finish(self, model, decisions, recalibrate):
+        model.validate_nodes_and_infer_types()
+
+    def finalize(self, model):
         """Weights as compressed int8/int4 constants, 4-bit ones on int8 kernels (as the torch path exports)."""
         from openvino._offline_transformations import compress_quantize_weights_transformation
 
         model.validate_nodes_and_infer_types()
         compress_quantize_weights_transformation(model)
         int4_on_int8_kernels(model)
+
+    def correct_weights(self, quantized, model, items, knobs, log, keep_float=()):
+        from ..error_correction.openvino_backend import correct_weights
+
+        return correct_weights(quantized, model, items, knobs, log, keep_float=tuple(s.hook_name for s in keep_float))

@@ -1,37 +1,5 @@
-"""Weight error correction after calibration: each quantized Linear's weights and bias are re-solved so that, on
-its *quantized* inputs, it reproduces what the float Linear computes on its *float* inputs.
-
-Per Linear, with ``X_f`` its input in the float model, ``X_q`` its input in the quantized model (after every
-quantizer upstream, as the op sees it) and the float weights ``W, b``:
-
-1. ``ridge`` (ERQ's activation-error reduction, Zhong et al., ICML 2024): ``[W' b'] = argmin ||X_f W^T + b -
-   X_q W'^T - b'||^2 + lambda ||W' - W||^2``, closed form from ``H = [X_q 1]^T [X_q 1]`` and ``G = [X_q 1]^T
-   [X_f 1]``; ``lambda = ridge * mean(diag H)``. It also corrects the bias (what fast bias correction does).
-   The target is the float model's own Linear, so SmoothQuant's rescaled weights are solved for the rescaled
-   inputs. A Linear with fewer than ``MIN_ROWS_PER_INPUT`` calibration rows per input (the classifier reads one
-   row per image) is left as it is: there a solve would fit the calibration items.
-2. ``rounding: "gptq"`` (Frantar et al., ICLR 2023): ``W'`` is rounded column by column onto the weight
-   quantizer's own grid (its calibrated range is kept), each column's rounding error spread over the columns not
-   yet rounded and the bias through ``H^-1``, so ``||X_q (W' - Q(W'))^T||`` stays small. ``"nearest"`` leaves
-   the rounding to the quantizer.
-
-The model stays a plain NNCF model (only parameter values change); the exported IR has the corrected weights.
-
-Order matters: a Linear solved on inputs from *uncorrected* predecessors learns to undo their error too, and once
-they are corrected it undoes it twice (one pass for all Linears of a 6-block ResMLP at W4A4: 58.5 % top-1; four
-depth-ordered passes: 87.7 %; one Linear after the other: 88.4 %, float 89.5 %). So where the Linears sit in an
-``nn.Sequential`` of blocks (timm's ``blocks``), it goes block by block from cached block inputs: the float
-block runs once, the quantized block up to each of its Linears in turn (each solved after the ones before it)
-and once through for the next block's input; NNCF's quantizers run as in the full forward (``BlockRunner``).
-Linears outside the blocks are done in ``stages`` depth-ordered groups, each from a pass of both models stopped
-after the group's last Linear. A Linear with too few calibration rows (the classifier) is left as it is.
-
-Cost on a 224-px model (196 tokens per image): the sums keep a random ``rows`` of each Linear's rows (tokens of
-nearby images are much alike; the input Gram matrix of a 1536-wide Linear over all 58,800 rows of 300 images
-costs as much as a forward pass), it runs the first ``items`` calibration images, the solve's right-hand side is
-``X_q^T Y_f`` (the float output) or ``X_q^T X_f [W^T; b]``, whichever is narrower, and GPTQ rounds on the
-quantizer's grid without calling it per column.
-"""
+"""Weight error correction on an NNCF torch model (the package doc says what it does): NNCF pre-hooks record
+each Linear's quantized input, the float model's forward hooks its float input and output."""
 from __future__ import annotations
 
 import math
@@ -46,12 +14,9 @@ from nncf.torch.quantization.layers import AsymmetricQuantizer, BaseQuantizer, S
 from nncf.torch.quantization.quantize_functions import TuneRange
 from torch import nn
 
-from ..recipes.knobs import ErrorCorrection
-from ..rules.roles import GraphRoles, module_of
-from ..rules.specs import SpecError
-
-MIN_ROWS_PER_INPUT = 8  # calibration rows per input feature a Linear needs to be corrected (else it is left as is)
-ITEMS_PER_ROWS = 1.5  # default items: each Linear reads >= 1.5 x `rows` rows to draw from
+from ...recipes.knobs import ErrorCorrection
+from ...rules.roles import GraphRoles, module_of
+from .solver import ITEMS_PER_ROWS, MIN_ROWS_PER_INPUT, Stats, batch_sums, finish_sums, float_side, rows_kept, solve, summary
 
 
 @dataclass
@@ -93,23 +58,6 @@ def weight_targets(quantized: nn.Module, roles: GraphRoles) -> list[_Target]:
     return targets
 
 
-def _augment(x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([x.float(), torch.ones(len(x), 1)], 1)
-
-
-@dataclass
-class _Stats:
-    """Sums over the calibration rows kept for one Linear (``X`` = its input with a ones column, ``Y_f`` = the
-    float Linear's output): ``h = X_q^T X_q``; ``rhs = X_q^T Y_f`` (the solve's right-hand side, gathered as
-    ``X_q^T X_f`` times the float ``[W^T; b]`` where the input is narrower than the output); ``reference =
-    ||Y_f||^2`` on the rows kept; ``rows``: the rows read (before any were left out)."""
-
-    h: torch.Tensor
-    rhs: torch.Tensor
-    reference: float
-    rows: int
-
-
 def _forward_until_stop(model: nn.Module, x: torch.Tensor) -> None:
     try:
         model(x)
@@ -119,7 +67,7 @@ def _forward_until_stop(model: nn.Module, x: torch.Tensor) -> None:
 
 @torch.no_grad()
 def linear_sums(quantized: nn.Module, float_model: nn.Module, group: list[_Target], items, knobs: "ErrorCorrection",
-                seed: int = 0) -> dict[str, _Stats]:
+                seed: int = 0) -> dict[str, Stats]:
     """One pass over ``items`` through both models, each stopped after the group's last Linear; per Linear, a
     random subset of about ``knobs.rows`` rows (the same rows in both models; at least ``MIN_ROWS_PER_INPUT`` per
     input where there are that many)."""
@@ -147,62 +95,13 @@ def linear_sums(quantized: nn.Module, float_model: nn.Module, group: list[_Targe
             for t in group:
                 xq, (xf, yf) = q_seen[t.op].seen, f_seen.pop(t.op)
                 q_seen[t.op].seen = None
-                rows = _rows_kept(len(xq), len(xq) * len(items) / len(x), xq.shape[1] + 1, knobs, generator)
-                new = _batch_sums(xq if rows is None else xq[rows], *_float_side(xf, yf, rows), len(xq))
+                rows = rows_kept(len(xq), len(xq) * len(items) / len(x), xq.shape[1] + 1, knobs, generator)
+                new = batch_sums(xq if rows is None else xq[rows], *float_side(xf, yf, rows), len(xq))
                 sums[t.op] = new if t.op not in sums else [a + b for a, b in zip(sums[t.op], new)]
     finally:
         for h in handles:
             h.remove()
-    return {t.op: _finish_sums(sums[t.op], float_modules[t.module]) for t in group}
-
-
-def _theta(linear: nn.Linear) -> torch.Tensor:
-    """``[W^T; b]`` ((in + 1) x out, float64) of a Linear."""
-    bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
-    return torch.cat([linear.weight.detach().double().T, bias.detach().double()[None]], 0)
-
-
-def _ridge(theta: torch.Tensor, h: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.Tensor:
-    """``argmin ||Y_f - X_q theta'||^2 + lambda ||theta' - theta||^2`` (bias row not penalised)."""
-    n = h.shape[0] - 1
-    reg = torch.zeros_like(h)
-    reg.diagonal()[:n] = ridge * h.diagonal()[:n].mean()
-    return torch.linalg.solve(h + reg, rhs + reg @ theta)
-
-
-def _gptq(weight: torch.Tensor, bias: torch.Tensor, h: torch.Tensor, quantizer: BaseQuantizer, damp: float,
-          block: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
-    """GPTQ on ``[W b]`` (out x in+1): the W columns rounded by ``quantizer`` (per output channel), the bias
-    column kept in float and absorbing the error left."""
-    w = torch.cat([weight.double(), bias.double()[:, None]], 1)
-    n = weight.shape[1]
-    h = h.clone()
-    dead = h.diagonal()[:n] == 0
-    h[:n, :n][dead, dead] = 1.0
-    w[:, :n][:, dead] = 0.0
-    h.diagonal()[:n] += damp * h.diagonal()[:n].mean()
-    h.diagonal()[n] += 1e-8 * h.diagonal()[:n].mean()
-    try:
-        hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-    except torch.linalg.LinAlgError:
-        raise SpecError("error_correction: the input Hessian of a Linear is not positive definite even with "
-                        "damping; raise error_correction.damp") from None
-
-    q, _ = column_rounder(quantizer, weight)
-    for i0 in range(0, n, block):
-        i1 = min(i0 + block, n)
-        wb, err = w[:, i0:i1].clone(), torch.zeros(w.shape[0], i1 - i0, dtype=torch.float64)
-        hb = hinv[i0:i1, i0:i1]
-        for j in range(i1 - i0):
-            col = wb[:, j]
-            qcol = q(col)
-            e = (col - qcol) / hb[j, j]
-            wb[:, j:] -= e[:, None] * hb[j, j:][None, :]
-            wb[:, j] = qcol
-            err[:, j] = e
-        w[:, i0:i1] = wb
-        w[:, i1:] -= err @ hinv[i0:i1, i1:]
-    return w[:, :n], w[:, n]
+    return {t.op: finish_sums(sums[t.op], _theta(float_modules[t.module])) for t in group}
 
 
 def column_rounder(quantizer: BaseQuantizer, weight: torch.Tensor) -> tuple[Callable, bool]:
@@ -243,20 +142,22 @@ def column_rounder(quantizer: BaseQuantizer, weight: torch.Tensor) -> tuple[Call
     return (lambda col: rounded(col[:, None].float()).double()[:, 0]), True
 
 
-def _solve(linear: nn.Linear, stats: _Stats, quantizer: BaseQuantizer, knobs: ErrorCorrection) -> tuple[float, float]:
+def _solve(linear: nn.Linear, stats: Stats, quantizer: BaseQuantizer, knobs: ErrorCorrection) -> tuple[float, float]:
     """Re-solve and round one Linear in place from its sums; returns its relative output error before and after."""
-    theta = _theta(linear)  # where NNCF left it (SmoothQuant's scales, bias correction)
-    before = _relative_error(theta, stats, quantizer)
-    new = _ridge(theta, stats.h, stats.rhs, knobs.ridge) if knobs.ridge is not None else theta
-    w, b = new[:-1].T, new[-1]
-    if knobs.rounding == "gptq":
-        w, b = _gptq(w, b, stats.h, quantizer, knobs.damp)
-    linear.weight.copy_(w.float())
+    w, b, before, after = solve(_theta(linear), stats, knobs,  # theta: where NNCF left it (SmoothQuant, bias corr.)
+                                lambda weight: column_rounder(quantizer, weight)[0], lambda m: quantizer(m))
+    linear.weight.copy_(w)
     if linear.bias is None:
-        linear.bias = nn.Parameter(b.float())
+        linear.bias = nn.Parameter(b)
     else:
-        linear.bias.copy_(b.float())
-    return before, _relative_error(_theta(linear), stats, quantizer)
+        linear.bias.copy_(b)
+    return before, after
+
+
+def _theta(linear: nn.Linear) -> torch.Tensor:
+    """``[W^T; b]`` ((in + 1) x out, float64) of a Linear."""
+    bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
+    return torch.cat([linear.weight.detach().double().T, bias.detach().double()[None]], 0)
 
 
 def _block_container(model: nn.Module, targets: list[_Target]) -> Optional[str]:
@@ -334,8 +235,8 @@ def _correct_by_blocks(quantized: nn.Module, float_model: nn.Module, container: 
                 f_in[j] = f_block(x)
                 for t in group:
                     xf, yf = captured.pop(t.op)
-                    rows = _rows_kept(len(xf), len(xf) * len(items) / len(x), xf.shape[1] + 1, knobs, generator)
-                    kept[t.op].append((rows, *_float_side(xf, yf, rows), len(xf)))
+                    rows = rows_kept(len(xf), len(xf) * len(items) / len(x), xf.shape[1] + 1, knobs, generator)
+                    kept[t.op].append((rows, *float_side(xf, yf, rows), len(xf)))
         finally:
             for h in handles:
                 h.remove()
@@ -348,46 +249,16 @@ def _correct_by_blocks(quantized: nn.Module, float_model: nn.Module, container: 
                 for j, x in enumerate(q_in):
                     runner(q_block, x)
                     rows, operand, reference, read = kept[t.op][j]
-                    new = _batch_sums(recorder.seen if rows is None else recorder.seen[rows], operand, reference, read)
+                    new = batch_sums(recorder.seen if rows is None else recorder.seen[rows], operand, reference, read)
                     sums = new if sums is None else [a + b for a, b in zip(sums, new)]
             finally:
                 handle.remove()
-            errors[t.module] = _solve(modules[t.module], _finish_sums(sums, float_modules[t.module]), t.quantizer,
-                                      knobs)
+            stats = finish_sums(sums, _theta(float_modules[t.module]))
+            errors[t.module] = _solve(modules[t.module], stats, t.quantizer, knobs)
             del kept[t.op]
         for j, x in enumerate(q_in):
             q_in[j] = runner(q_block, x)
     return errors
-
-
-def _rows_kept(rows: int, total: float, inputs: int, knobs: ErrorCorrection, generator) -> Optional[torch.Tensor]:
-    """Indices of the rows of one batch to keep (about ``knobs.rows`` over all batches), or None for all."""
-    if knobs.rows is None:
-        return None
-    wanted = max(knobs.rows, MIN_ROWS_PER_INPUT * inputs)  # never too few for a solve
-    keep = min(rows, math.ceil(rows * wanted / total))
-    return None if keep >= rows else torch.randperm(rows, generator=generator)[:keep]
-
-
-def _float_side(xf: torch.Tensor, yf: torch.Tensor, rows: Optional[torch.Tensor]) -> tuple[torch.Tensor, float]:
-    """What the sums need of the float Linear's rows kept: ``[X_f 1]`` or ``Y_f``, whichever is narrower (the
-    cross term's width), and ``||Y_f||^2``."""
-    if rows is not None:
-        xf, yf = xf[rows], yf[rows]
-    return (_augment(xf) if xf.shape[1] + 1 <= yf.shape[1] else yf.float()), float(yf.double().square().sum())
-
-
-def _batch_sums(xq: torch.Tensor, operand: torch.Tensor, reference: float, read: int) -> list:
-    """One batch's share of ``_Stats`` (f32 products, summed in f64)."""
-    xq = _augment(xq)
-    return [(xq.T @ xq).double(), (xq.T @ operand).double(), reference, read]
-
-
-def _finish_sums(sums: list, float_linear: nn.Linear) -> _Stats:
-    h, cross, reference, rows = sums
-    if cross.shape[1] == h.shape[0]:  # X_q^T X_f: times the float [W^T; b]
-        cross = cross @ _theta(float_linear)
-    return _Stats(h, cross, reference, rows)
 
 
 def _rows_per_item(quantized: nn.Module, targets: list[_Target], item: torch.Tensor) -> dict[str, int]:
@@ -439,20 +310,6 @@ def correct_weights(quantized: nn.Module, float_model: nn.Module, items: list[to
         with torch.no_grad():
             for t in group:
                 errors[t.module] = _solve(modules[t.module], stats[t.op], t.quantizer, knobs)
-    summary = {"linears": len(targets), "corrected": len(errors), "by_block": container, "left": left,
-               "items": len(items),
-               "seconds": round(time.time() - t0, 1),
-               "relative_error": {m: [round(b, 5), round(a, 5)] for m, (b, a) in errors.items()}}
-    if errors:
-        log(f"error correction: {len(errors)} of {len(targets)} Linears, mean relative output error "
-            f"{sum(b for b, _ in errors.values()) / len(errors):.4f} -> "
-            f"{sum(a for _, a in errors.values()) / len(errors):.4f} in {summary['seconds']:.0f} s")
-    return summary
+    return summary(len(targets), errors, container, left, len(items), time.time() - t0, log, "Linears")
 
 
-def _relative_error(theta: torch.Tensor, stats: _Stats, quantizer: BaseQuantizer) -> float:
-    """``||Y_f - [X_q 1] Q(theta)|| / ||Y_f||`` on the rows kept, from the sums alone."""
-    wq = quantizer(theta[:-1].T.float()).double().T
-    tq = torch.cat([wq, theta[-1:]], 0)
-    square = stats.reference - 2 * float((tq * stats.rhs).sum()) + float((tq * (stats.h @ tq)).sum())
-    return math.sqrt(max(square, 0.0) / max(stats.reference, 1e-30))
