@@ -218,9 +218,31 @@ def test_error_correction_runs_on_an_ir(tmp_path, fmnist_train, fmnist_test, one
     weight_fqs = [op for op in aided.model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
                   and op.input_value(0).get_node().get_type_name() == "Constant"]
     assert not weight_fqs  # compressed after the correction, as nncf.quantize would leave them
-    recipe = _recipe(tmp_path, {"extends": "plain_w4a4_p999", "reparameterize": True})
-    with pytest.raises(SpecError, match="reparameterize.*torch"):
+    recipe = _recipe(tmp_path, {"extends": "plain_w4a4_p999", "range_tuning": {"steps": 1}})
+    with pytest.raises(SpecError, match="range tuning.*torch"):
         quantize(ir, _items(fmnist_train, 4), recipe, **QUIET)
+
+
+@pytest.mark.parametrize("name", ["resmlp_fmnist", "mixer_fmnist", "gmlp_fmnist"])
+def test_reparameterization_on_an_ir_keeps_the_float_function(name, fmnist_train, one_thread):
+    """The IR's norm and MatMul constants are rescaled as the torch path rescales the parameters: the same norms
+    fold, the float outputs stay (to rounding) and the folded channels' ranges even out."""
+    import openvino as ov
+
+    from qmlp_nncf.export.openvino_ir import convert
+    from qmlp_nncf.quantization.algorithms.reparam import openvino_backend
+
+    model = _load(name)
+    ir = convert(model, (1, 1, 28, 28))
+    items = _items(fmnist_train, 16)
+    folded, report = openvino_backend.reparameterize(ir, items, Reparameterization())
+    torch_report = reparameterize(model, items, Reparameterization())[1]
+    assert len(report.folds) == len(torch_report.folds) > 0
+    assert all(f.spread_after < f.spread_before for f in report.folds)
+    before, after = (ov.Core().compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}) for m in (ir, folded))
+    for x in items[:4]:
+        a, b = before(x.numpy())[0], after(x.numpy())[0]
+        assert np.abs(a - b).max() <= 1e-3 * max(1.0, np.abs(a).max())
 
 
 def test_the_ablation_recipes_load_and_extend_the_file_beside_them(tmp_path, monkeypatch):

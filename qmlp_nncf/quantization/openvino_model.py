@@ -4,10 +4,15 @@ weight-only, and run on int8 kernels: used by the export and by the OpenVINO-bac
 that ``nncf.quantize(ov_model)`` places is ``postpass.openvino_backend``.
 
 Range tuning, QAT and ``auto:`` recipes need torch autograd or the torch probe: on an OpenVINO model they are one
-clear error (:func:`check_recipe`).
+clear error (:func:`check_recipe`). Error correction and reparameterization run on the IR's constants
+(``algorithms.error_correction.openvino_backend``, ``algorithms.reparam.openvino_backend``), with the helpers at the
+end of this module.
 """
 from __future__ import annotations
 
+from typing import Optional
+
+import numpy as np
 import torch
 
 from ..ir_file import IRError
@@ -38,9 +43,6 @@ def check_recipe(recipe: Recipe) -> None:
     if recipe.range_tuning is not None:
         raise SpecError(f"recipe {recipe.name}: range tuning trains the quantizer ranges with torch autograd and "
                         f"works on torch models only; {TORCH_ONLY}, or choose a recipe without range_tuning")
-    if recipe.reparameterize is not None:
-        raise SpecError(f"recipe {recipe.name}: reparameterize rewrites the torch model's norms and works on torch "
-                        f"models only; {TORCH_ONLY}, or drop 'reparameterize'")
 
 
 def family_of_graph(roles: GraphRoles) -> str:
@@ -136,5 +138,70 @@ def int4_on_int8_kernels(ov_model) -> int:
     return changed
 
 
+# ---------------------------------------------------------------- reading and rewriting an IR's constants (the 4-bit aids)
+def f32_constant(value: np.ndarray):
+    from openvino import opset13 as ops
+
+    return ops.constant(np.ascontiguousarray(value, dtype=np.float32))
+
+
+def constant_value(output) -> Optional[np.ndarray]:
+    """The value behind ``output`` when it is a Constant (through Converts, e.g. of an f16 constant), else None."""
+    node = output.get_node()
+    while node.get_type_name() == "Convert":
+        node = node.input_value(0).get_node()
+    return node.get_data().astype(np.float32) if node.get_type_name() == "Constant" else None
+
+
+def bias_add(matmul):
+    """The Add that adds a constant bias to the MatMul's output (its only reader), or None."""
+    readers = list(matmul.output(0).get_target_inputs())
+    if len(readers) != 1 or readers[0].get_node().get_type_name() != "Add":
+        return None
+    add = readers[0].get_node()
+    other = add.input_value(1 - readers[0].get_index())
+    return add if constant_value(other) is not None else None
+
+
+def ops_by_name(model) -> dict:
+    return {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+
+
+class TensorReader:
+    """An IR compiled for batches of calibration items (true f32), returning the tensors at ``outputs`` (names of
+    ops whose input 0 and output 0 are read)."""
+
+    def __init__(self, model, reads: list[tuple[str, str]], bypass: tuple = ()):
+        import openvino as ov
+
+        probe = model.clone()
+        ops = ops_by_name(probe)
+        for name in bypass:  # FakeQuantizes kept in float while the weights are solved
+            if name in ops:
+                ops[name].output(0).replace(ops[name].input_value(0))
+        base = len(probe.outputs)
+        probe.add_outputs([ops[op].input_value(0) if port == "in" else ops[op].output(0) for op, port in reads])
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        static = list(probe.inputs[0].get_partial_shape())
+        self.batched = True
+        try:  # batches of items; an IR with a hard-coded batch runs one item at a time
+            batched = probe.clone()
+            batched.reshape({batched.inputs[0]: [-1, *static[1:]]})
+            self.request = ov.Core().compile_model(batched, "CPU", config).create_infer_request()
+        except RuntimeError:
+            self.request, self.batched = ov.Core().compile_model(probe, "CPU", config).create_infer_request(), False
+        self.base, self.count = base, len(reads)
+
+    def _one(self, x: np.ndarray) -> list[torch.Tensor]:
+        self.request.infer({0: x})
+        return [torch.from_numpy(self.request.get_output_tensor(self.base + k).data.copy()) for k in range(self.count)]
+
+    def __call__(self, chunk: list[np.ndarray]) -> list[torch.Tensor]:
+        if self.batched:
+            return self._one(np.concatenate(chunk))
+        per_item = [self._one(x) for x in chunk]
+        return [torch.cat([o[k] for o in per_item]) for k in range(self.count)]
+
 __all__ = ["image_input", "fake_quantizes", "graph_roles", "family_of_graph", "check_recipe", "check_items", "fq_census",
-           "four_bit_constants", "is_statically_quantized", "int4_on_int8_kernels"]
+           "four_bit_constants", "is_statically_quantized", "int4_on_int8_kernels",
+           "f32_constant", "constant_value", "bias_add", "ops_by_name", "TensorReader"]

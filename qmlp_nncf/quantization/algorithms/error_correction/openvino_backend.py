@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import torch
 
+from ...openvino_model import TensorReader, bias_add, constant_value, f32_constant, ops_by_name
 from ...recipes.knobs import ErrorCorrection
 from ...rules.calibration import batches
 from .solver import ITEMS_PER_ROWS, MIN_ROWS_PER_INPUT, batch_sums, finish_sums, float_side, rows_kept, solve, summary
@@ -36,41 +37,13 @@ class _Target:
         return (x.transpose(-1, -2) if self.transpose_a else x).reshape(-1, self.inputs)
 
 
-def _const(value: np.ndarray):
-    from openvino import opset13 as ops
-
-    return ops.constant(np.ascontiguousarray(value, dtype=np.float32))
-
-
-def _constant_value(output) -> Optional[np.ndarray]:
-    """The value behind ``output`` when it is a Constant (through Converts, e.g. of an f16 constant), else None."""
-    node = output.get_node()
-    while node.get_type_name() == "Convert":
-        node = node.input_value(0).get_node()
-    return node.get_data().astype(np.float32) if node.get_type_name() == "Constant" else None
-
-
 def _weight_fq(matmul):
     """The MatMul's weight FakeQuantize over a 2-D constant, or None."""
     fq = matmul.input_value(1).get_node()
     if fq.get_type_name() != "FakeQuantize":
         return None
-    w = _constant_value(fq.input_value(0))
+    w = constant_value(fq.input_value(0))
     return fq if w is not None and w.ndim == 2 else None
-
-
-def _bias_add(matmul):
-    """The Add that adds a constant bias to the MatMul's output (its only reader), or None."""
-    readers = list(matmul.output(0).get_target_inputs())
-    if len(readers) != 1 or readers[0].get_node().get_type_name() != "Add":
-        return None
-    add = readers[0].get_node()
-    other = add.input_value(1 - readers[0].get_index())
-    return add if _constant_value(other) is not None else None
-
-
-def _by_name(model) -> dict:
-    return {op.get_friendly_name(): op for op in model.get_ordered_ops()}
 
 
 def weight_targets(model) -> list[_Target]:
@@ -90,15 +63,15 @@ def weight_targets(model) -> list[_Target]:
 def _theta(matmul, weight_output) -> tuple[torch.Tensor, bool]:
     """``[W^T; b]`` (float64) of a MatMul whose weight is ``weight_output`` (out x in after ``transpose_b``), and
     whether the weight constant is stored (out, in)."""
-    w = _constant_value(weight_output)
+    w = constant_value(weight_output)
     transposed = bool(matmul.get_attributes().get("transpose_b"))
     w = w if transposed else w.T
-    add = _bias_add(matmul)
+    add = bias_add(matmul)
     if add is None:
         b = np.zeros(w.shape[0], np.float32)
     else:
         port = next(i for i in range(2) if add.input_value(i).get_node() is not matmul)
-        b = _constant_value(add.input_value(port)).reshape(-1)
+        b = constant_value(add.input_value(port)).reshape(-1)
         b = np.broadcast_to(b, (w.shape[0],)) if b.size == 1 else b
     theta = torch.cat([torch.from_numpy(w.T.copy()).double(), torch.from_numpy(np.array(b, np.float64))[None]], 0)
     return theta, transposed
@@ -108,10 +81,10 @@ def _grid(fq, transposed: bool, out: int) -> tuple[Callable, Callable]:
     """The weight FakeQuantize as ``(round_column, quantize)``: a column of ``out`` values (one per output channel)
     and an out x in matrix onto its grid, as OpenVINO's FakeQuantize computes them."""
     levels = fq.get_attributes()["levels"]
-    w = _constant_value(fq.input_value(0))
+    w = constant_value(fq.input_value(0))
 
     def per_channel(port: int) -> torch.Tensor:
-        v = np.broadcast_to(_constant_value(fq.input_value(port)), w.shape)
+        v = np.broadcast_to(constant_value(fq.input_value(port)), w.shape)
         return torch.from_numpy(np.array(v[:, 0] if transposed else v[0, :], np.float64))
 
     il, ih, ol, oh = (per_channel(p) for p in (1, 2, 3, 4))
@@ -134,65 +107,29 @@ def _write(model, name: str, w: torch.Tensor, b: torch.Tensor) -> None:
     bias Add (added after the MatMul where it has none)."""
     from openvino import opset13 as ops
 
-    matmul = _by_name(model)[name]
+    matmul = ops_by_name(model)[name]
     fq = _weight_fq(matmul)
     transposed = bool(matmul.get_attributes().get("transpose_b"))
     value = w.numpy() if transposed else w.numpy().T
-    fq.input(0).replace_source_output(_const(value).output(0))
-    add = _bias_add(matmul)
+    fq.input(0).replace_source_output(f32_constant(value).output(0))
+    add = bias_add(matmul)
     if add is None:
         readers = list(matmul.output(0).get_target_inputs())
-        add = ops.add(matmul.output(0), _const(b.numpy()))
+        add = ops.add(matmul.output(0), f32_constant(b.numpy()))
         add.set_friendly_name(f"{name}/qmlp_bias")
         for r in readers:
             r.replace_source_output(add.output(0))
         return
     port = next(i for i in range(2) if add.input_value(i).get_node() is not matmul)
-    old = _constant_value(add.input_value(port))
-    add.input(port).replace_source_output(_const(b.numpy().reshape(old.shape if old.size == b.numel() else
+    old = constant_value(add.input_value(port))
+    add.input(port).replace_source_output(f32_constant(b.numpy().reshape(old.shape if old.size == b.numel() else
                                                                     (b.numel(),))).output(0))
-
-
-class _Runner:
-    """An IR compiled for batches of calibration items (true f32), returning the tensors at ``outputs`` (names of
-    ops whose input 0 and output 0 are read)."""
-
-    def __init__(self, model, reads: list[tuple[str, str]], bypass: tuple = ()):
-        import openvino as ov
-
-        probe = model.clone()
-        ops = _by_name(probe)
-        for name in bypass:  # FakeQuantizes kept in float while the weights are solved
-            if name in ops:
-                ops[name].output(0).replace(ops[name].input_value(0))
-        base = len(probe.outputs)
-        probe.add_outputs([ops[op].input_value(0) if port == "in" else ops[op].output(0) for op, port in reads])
-        config = {"INFERENCE_PRECISION_HINT": "f32"}
-        static = list(probe.inputs[0].get_partial_shape())
-        self.batched = True
-        try:  # batches of items; an IR with a hard-coded batch runs one item at a time
-            batched = probe.clone()
-            batched.reshape({batched.inputs[0]: [-1, *static[1:]]})
-            self.request = ov.Core().compile_model(batched, "CPU", config).create_infer_request()
-        except RuntimeError:
-            self.request, self.batched = ov.Core().compile_model(probe, "CPU", config).create_infer_request(), False
-        self.base, self.count = base, len(reads)
-
-    def _one(self, x: np.ndarray) -> list[torch.Tensor]:
-        self.request.infer({0: x})
-        return [torch.from_numpy(self.request.get_output_tensor(self.base + k).data.copy()) for k in range(self.count)]
-
-    def __call__(self, chunk: list[np.ndarray]) -> list[torch.Tensor]:
-        if self.batched:
-            return self._one(np.concatenate(chunk))
-        per_item = [self._one(x) for x in chunk]
-        return [torch.cat([o[k] for o in per_item]) for k in range(self.count)]
 
 
 def _float_reads(model, name: str) -> tuple[tuple[str, str], tuple[str, str]]:
     """Where the float IR's MatMul ``name`` reads its input and makes its output (after its bias Add)."""
-    matmul = _by_name(model)[name]
-    add = _bias_add(matmul)
+    matmul = ops_by_name(model)[name]
+    add = bias_add(matmul)
     return (name, "in"), ((add.get_friendly_name(), "out") if add is not None else (name, "out"))
 
 
@@ -217,14 +154,14 @@ def correct_weights(quantized, float_model, items: list[torch.Tensor], knobs: Er
     left = {t.name: f"{t.rows_per_item * len(arrays)} calibration rows for {t.inputs} inputs (a solve needs "
                     f"{MIN_ROWS_PER_INPUT} per input)" for t in targets if t.rows_per_item * len(arrays) < needed(t)}
     todo = [t for t in targets if t.name not in left]
-    float_ops = _by_name(float_model)
+    float_ops = ops_by_name(float_model)
     chunks = list(batches(arrays, knobs.batch))
     generator = torch.Generator().manual_seed(0)
     errors = {}
     for g in range(0, len(todo), FLOAT_GROUP):
         group = todo[g:g + FLOAT_GROUP]
         reads = [r for t in group for r in _float_reads(float_model, t.name)]
-        run_float = _Runner(float_model, reads)
+        run_float = TensorReader(float_model, reads)
         kept: dict[str, list] = {t.name: [] for t in group}
         for chunk in chunks:
             outs = run_float(chunk)
@@ -234,7 +171,7 @@ def correct_weights(quantized, float_model, items: list[torch.Tensor], knobs: Er
                 rows = rows_kept(len(xf), len(xf) * len(arrays) / len(chunk), t.inputs + 1, knobs, generator)
                 kept[t.name].append((rows, *float_side(xf, yf, rows), len(xf)))
         for t in group:
-            run = _Runner(quantized, [(t.name, "in")], bypass=keep_float)
+            run = TensorReader(quantized, [(t.name, "in")], bypass=keep_float)
             sums = None
             for j, chunk in enumerate(chunks):
                 xq = t.rows(run(chunk)[0])
@@ -242,7 +179,7 @@ def correct_weights(quantized, float_model, items: list[torch.Tensor], knobs: Er
                 new = batch_sums(xq if rows is None else xq[rows], operand, reference, read)
                 sums = new if sums is None else [a + b for a, b in zip(sums, new)]
             del kept[t.name]
-            matmul = _by_name(quantized)[t.name]
+            matmul = ops_by_name(quantized)[t.name]
             float_theta, _ = _theta(float_ops[t.name], float_ops[t.name].input_value(1))
             theta, transposed = _theta(matmul, _weight_fq(matmul).input_value(0))
             round_column_for, quantize = _grid(_weight_fq(matmul), transposed, theta.shape[1])

@@ -16,7 +16,8 @@ from torch import nn
 
 from ...recipes.knobs import ErrorCorrection
 from ...rules.roles import GraphRoles, module_of
-from .solver import ITEMS_PER_ROWS, MIN_ROWS_PER_INPUT, Stats, batch_sums, finish_sums, float_side, rows_kept, solve, summary
+from .solver import (ITEMS_PER_ROWS, MIN_ROWS_PER_INPUT, Stats, batch_sums, finish_sums, float_side, rows_kept, solve,
+                     summary)
 
 
 @dataclass

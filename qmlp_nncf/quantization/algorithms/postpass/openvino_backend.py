@@ -249,6 +249,12 @@ class OpenVINOBackend(PostPassBackend):
         compress_quantize_weights_transformation(model)
         int4_on_int8_kernels(model)
 
+    def reparameterize(self, model, items, knobs):
+        from ..reparam.openvino_backend import reparameterize
+
+        folded, report = reparameterize(model, items, knobs)
+        return folded, report.to_dict()
+
     def correct_weights(self, quantized, model, items, knobs, log, keep_float=()):
         from ..error_correction.openvino_backend import correct_weights
 

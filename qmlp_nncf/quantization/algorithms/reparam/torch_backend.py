@@ -1,51 +1,16 @@
-"""Per-channel -> per-tensor reparameterization of norm outputs (RepQ-ViT, Li et al., ICCV 2023).
-
-A LayerNorm's (or ResMLP's Affine) output that feeds only Linears often has channels whose ranges differ by
-orders of magnitude; one per-tensor activation quantizer then spends its levels on a few channels. Per channel c,
-with calibrated range ``[lo_c, hi_c]``, centre ``m_c`` and half-width ``h_c``, the norm's output is rewritten as
-``x' = (x - m) / r`` with ``r_c = (h_c / mean(h)) ** strength`` (``strength`` 1: RepQ-ViT's full equalisation;
-0.5 moves half the spread into the weights, SmoothQuant-like), and the change is folded into the parameters::
-
-    norm:    gamma' = gamma / r          beta' = (beta - m) / r
-    Linear:  W'     = W * r (columns)    b'    = b + W @ m
-
-so the float function is unchanged (to rounding) and the exported IR is the same graph: no runtime cost. Only a
-norm whose every consumer is a Linear reading it directly is folded; a norm read through a transpose (the
-token-mixing branch: there the channel axis is the Linear's batch axis, and ``r`` cannot move into its weights)
-is left as it is, and the report says so.
-"""
+"""Reparameterization of an NNCF torch model's norms and Linears (the package doc says what it does)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from typing import Optional
 
 import nncf
 import torch
 from torch import nn
 
-from ..recipes.knobs import Reparameterization
-from ..rules.roles import GraphRoles, module_of
-
-
-@dataclass
-class Fold:
-    """One folded norm: its module, the Linears it feeds, and its inter-channel range spread (largest channel
-    half-width over the median one) before and after."""
-
-    norm: str
-    linears: tuple[str, ...]
-    spread_before: float
-    spread_after: float
-
-
-@dataclass
-class ReparamReport:
-    folds: list[Fold] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)  # norm module -> why it was left as it is
-
-    def to_dict(self) -> dict:
-        return {"folded": [vars(f) for f in self.folds], "skipped": self.skipped}
+from ...recipes.knobs import Reparameterization
+from ...rules.roles import GraphRoles, module_of
+from .common import Fold, ReparamReport, channel_scales, spread
 
 
 def _norm_params(module: nn.Module) -> Optional[tuple[nn.Parameter, nn.Parameter]]:
@@ -104,10 +69,6 @@ def _channel_ranges(model: nn.Module, norms: list[str], items: list[torch.Tensor
     return lo, hi
 
 
-def _spread(half: torch.Tensor) -> float:
-    return float(half.max() / half.median().clamp_min(1e-12))
-
-
 @torch.no_grad()
 def reparameterize(model: nn.Module, items: list[torch.Tensor], knobs: Reparameterization,
                    roles: Optional[GraphRoles] = None) -> tuple[nn.Module, ReparamReport]:
@@ -122,8 +83,7 @@ def reparameterize(model: nn.Module, items: list[torch.Tensor], knobs: Reparamet
     lo, hi = _channel_ranges(model, list(folds), items)
     modules = dict(model.named_modules())
     for norm, linears in folds.items():
-        centre, half = (hi[norm] + lo[norm]) / 2, (hi[norm] - lo[norm]) / 2
-        ratio = (half / half.mean().clamp_min(1e-12)).pow(knobs.strength).clamp_min(knobs.min_ratio)
+        centre, half, ratio = channel_scales(lo[norm], hi[norm], knobs)
         gamma, beta = _norm_params(modules[norm])
         shape = gamma.shape
         gamma.copy_((gamma.reshape(-1) / ratio).reshape(shape))
@@ -136,5 +96,5 @@ def reparameterize(model: nn.Module, items: list[torch.Tensor], knobs: Reparamet
                 linear.bias = nn.Parameter(shift)
             else:
                 linear.bias.add_(shift)
-        report.folds.append(Fold(norm, linears, _spread(half), _spread(half / ratio)))
+        report.folds.append(Fold(norm, linears, spread(half), spread(half / ratio)))
     return model, report
