@@ -96,3 +96,20 @@ def test_bad_target_device_is_one_clear_error():
 
     with pytest.raises(SpecError, match=r"--target-device: 'cpu_spr' unknown; choose one of \['ANY', 'CPU'"):
         RecipeChoice.resolve("plain_w4a8_ec", target_device="cpu_spr")
+
+
+@pytest.mark.parametrize("name", ["gmlp_fmnist", "resmlp_fmnist"])
+def test_fused_placement_on_an_ir(name, fmnist_train, tmp_path):
+    """Issue 35: the fused placement on NNCF's OpenVINO backend. An IR computes gMLP's split lengths with integer ops
+    (ShapeOf, Add): no quantizer goes on them, and the quantized IR runs no more float layers than stock's."""
+    from qmlp_nncf.census import ir_census
+    from qmlp_nncf.export.openvino_ir import convert
+    from qmlp_nncf.quantization.openvino_model import fake_quantizes
+
+    ir = convert(_load(name), SHAPE)
+    recipe = tmp_path / "fused.json"
+    recipe.write_text(json.dumps({"extends": "plain_w4a8_ec", "error_correction": False}))
+    ours = quantize(ir, _items(fmnist_train, 8), str(recipe), **QUIET)
+    assert all(fq.input_value(0).get_element_type().is_real() for fq in fake_quantizes(ours.model))
+    stock = quantize(ir, _items(fmnist_train, 8), "nncf_default_w8a8", **QUIET)
+    _fewer_or_equal_float_layers(ir_census(ours.model)["float"], ir_census(stock.model)["float"])

@@ -40,7 +40,7 @@ class Analysis:
     files: dict = field(default_factory=dict)
     seconds: float = 0.0
     float_top1: Optional[float] = None
-    reparameterization: Optional[dict] = None  # quantization.reparam's per-norm spread before / after folding
+    reparameterization: Optional[dict] = None  # quantization.algorithms.reparam's per-norm spread before / after folding
 
     def to_json(self) -> dict:
         d = {"model": self.model, "seconds": round(self.seconds, 1), "float_top1_heldout": self.float_top1,

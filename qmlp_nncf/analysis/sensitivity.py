@@ -1,4 +1,4 @@
-"""Sensitivity sweeps on a :class:`~qmlp_nncf.quantization.probe.Probe`: what one site, or one role group, costs
+"""Sensitivity sweeps on a :class:`~qmlp_nncf.quantization.algorithms.probe.Probe`: what one site, or one role group, costs
 when only it is quantized (4 bit: symmetric vs affine, min-max vs percentile vs mse; and 8 bit), and what keeping
 one group at 8 bit recovers when everything else is 4-bit. Bounded by ``max_minutes``; progress is logged."""
 from __future__ import annotations

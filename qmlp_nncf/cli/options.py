@@ -76,7 +76,7 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
 
 
 def model_source(args, model_default=None, config=None):
-    """The ``ModelSource`` the options name; an NNCF-style ``config`` (``quantization.config``) fills the model,
+    """The ``ModelSource`` the options name; an NNCF-style ``config`` (``quantization.recipes.config``) fills the model,
     checkpoint and model kwargs not given."""
     from ..sources import ModelSource, parse_model_kwargs
 

@@ -176,7 +176,7 @@ def snap_quantized_weights(model: torch.nn.Module, example: torch.Tensor) -> lis
 
 def _off_grid_asymmetric_quantizers(model: torch.nn.Module) -> list[tuple]:
     """``(levels, exported low/high, torch low/high)`` of each NNCF asymmetric quantizer whose zero is off its grid
-    (``quantization.zero_grid``: a 4-bit quantizer after GELU, low -0.17, step ~0.5)."""
+    (``quantization.algorithms.zero_grid``: a 4-bit quantizer after GELU, low -0.17, step ~0.5)."""
     try:
         from ..quantization.algorithms.zero_grid import off_grid_window
     except ImportError:  # NNCF's torch backend is absent

@@ -51,7 +51,7 @@ def build_parser():
     p.add_argument("--no-ir", action="store_true", help="torch fake-quant only, no OpenVINO export")
     p.add_argument("--ir-dir", metavar="DIR", help="keep the exported IRs in DIR (default: a temporary folder)")
     p.add_argument("--qat", action="store_true",
-                   help="also fine-tune each PTQ model (qmlp_nncf.quantization.qat, `qmlp qat` defaults)")
+                   help="also fine-tune each PTQ model (qmlp_nncf.training.qat, `qmlp qat` defaults)")
     p.add_argument("--qat-recipe", action="append", default=[], metavar="NAME",
                    help="QAT only after this recipe's PTQ (repeat; implies --qat)")
     p.add_argument("--report", nargs="+", metavar="JSON",

@@ -44,7 +44,7 @@ def analytic_mb(float_model: torch.nn.Module, bits: dict[str, int]) -> float:
 
 def run_qat(quantized: torch.nn.Module, model: BenchModel, arch: str, out_dir: Path, settings: QATSettings,
             data_dir: Optional[str], log: Log, data: Optional[dict] = None, seed: int = 0) -> torch.nn.Module:
-    """Fine-tune a PTQ model in place with ``qmlp_nncf.quantization.qat``, distilling from the float
+    """Fine-tune a PTQ model in place with ``qmlp_nncf.training.qat``, distilling from the float
     checkpoint (``seed``: the training draw); the run folder (``last.pth``/``model.pth``) goes to ``out_dir``."""
     from ...training.qat import qat
 

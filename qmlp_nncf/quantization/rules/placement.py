@@ -33,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Optional
 
+from nncf.common.graph.layer_attributes import Dtype
+
 from .roles import GraphRoles, Site
 from .rule import resolve
 from .specs import QuantizerSpec, SpecError, check_keys, check_type
@@ -126,10 +128,20 @@ def _feeds_swap(roles: GraphRoles, node) -> bool:
     return False
 
 
+def _makes_floats(roles: GraphRoles, node) -> bool:
+    """Whether ``node``'s output is a float tensor (an OpenVINO IR computes shapes with integer ops: a Split's
+    lengths from ShapeOf + Add are not activations)."""
+    return all(e.dtype != Dtype.INTEGER for e in roles.graph.get_output_edges(node))
+
+
 def _layout_source(roles: GraphRoles, node):
-    """The op whose output ``node`` reads, looked through layout-only ops (gMLP's chunk in front of its norm)."""
-    while roles.kind(node) == "layout" and len(roles.data_inputs(node)) == 1:
-        node = roles.data_inputs(node)[0].from_node
+    """The op whose output ``node`` reads, looked through layout-only ops (gMLP's chunk in front of its norm; an IR's
+    VariadicSplit reads its lengths from integer shape ops besides its one float input)."""
+    while roles.kind(node) == "layout":
+        floats = [e for e in roles.data_inputs(node) if e.dtype != Dtype.INTEGER]
+        if len(floats) != 1:
+            break
+        node = floats[0].from_node
     return node
 
 
@@ -159,7 +171,7 @@ def plan(roles: GraphRoles, sites: list[Site], placement: Placement, rules=(),
     if placement.residual:
         for node in graph.topological_sort():
             stem = roles.op_role(node) == "patch_embedding"
-            if stem or (roles.kind(node) == "add" and len(roles.data_inputs(node)) == 2):
+            if stem or (roles.kind(node) == "add" and len(roles.data_inputs(node)) == 2 and _makes_floats(roles, node)):
                 node = _epilogue_end(roles, node)
                 if node.node_name not in quantized_outputs:
                     insert.append(Insertion(node.node_name))
@@ -171,8 +183,9 @@ def plan(roles: GraphRoles, sites: list[Site], placement: Placement, rules=(),
             if roles.kind(node) != "norm" or len(inputs) != 1:
                 continue
             source = _layout_source(roles, inputs[0].from_node)
-            if roles.kind(source) in ("norm", "input") or source.node_name in quantized_outputs:
-                continue  # OpenVINO's gamma / beta after the MVN, or already quantized
+            if roles.kind(source) in ("norm", "input") or source.node_name in quantized_outputs or \
+                    not _makes_floats(roles, source):
+                continue  # OpenVINO's gamma / beta after the MVN, already quantized, or a shape computation
             insert.append(Insertion(source.node_name))
             quantized_outputs[source.node_name] = insert[-1]
     if placement.group_outputs:
