@@ -25,7 +25,7 @@ def ir_path(path: str | Path) -> Path:
     if p.is_dir():
         p = p / "model.xml"
     if not p.is_file():
-        raise IRError(f"{path}: no such file; give the model.xml of an OpenVINO IR (ov.save_model, "
+        raise IRError(f"no OpenVINO IR at {path}: no such file; give the model.xml of an OpenVINO IR (ov.save_model, "
                       f"optimum-cli export openvino, `qmlp export`), or its folder")
     if p.suffix == ".xml" and not p.with_suffix(".bin").is_file():
         raise IRError(f"{p}: its weights file {p.with_suffix('.bin').name} is missing next to it")

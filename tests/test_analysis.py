@@ -137,7 +137,7 @@ def test_auto_finish_keeps_to_its_time_budget(probe):
     import nncf
 
     from qmlp_nncf.quantization.algorithms.auto import (AUTO_AIDS, AUTO_CANDIDATES, AUTO_FINISHES, EVAL_ITEMS,
-                                                        MIN_EVAL_ITEMS, eval_items_for, finish, search)
+                                                        MIN_EVAL_ITEMS, choose_finish, eval_items_for, search)
     from qmlp_nncf.quantization.algorithms.postpass.algorithm import post_training
     from qmlp_nncf.quantization.algorithms.postpass.torch_backend import TorchBackend
     from qmlp_nncf.quantization.ptq import calibration_items
@@ -153,13 +153,13 @@ def test_auto_finish_keeps_to_its_time_budget(probe):
     as_searched = post_training(TorchBackend(roles), model, items, result.recipe, "mixer", None, quiet)
     aids = [f"as searched + {a}" for a in AUTO_AIDS["w4a4"]]
     bases = [*AUTO_FINISHES, *AUTO_CANDIDATES["w4a4"]]
-    late, kept = finish(model, items, result, result.recipe, as_searched, roles, "mixer", log=quiet,
-                        deadline=time.time() - 1, seconds=1.0)
+    late, kept = choose_finish(model, items, result, result.recipe, as_searched, roles, "mixer", log=quiet,
+                               deadline=time.time() - 1, seconds=1.0)
     assert kept.label == "as searched" and late.finish["skipped"] == bases + aids and list(late.finish["kl"]) == [
         "as searched"]
     # room for the two aids (2 x 2 x 1000 s estimated) but not for a base with them reserved (1000 + 4000 s)
-    tight, kept = finish(model, items, result, result.recipe, as_searched, roles, "mixer", log=quiet,
-                         deadline=time.time() + 4500, seconds=1000.0)
+    tight, kept = choose_finish(model, items, result, result.recipe, as_searched, roles, "mixer", log=quiet,
+                                deadline=time.time() + 4500, seconds=1000.0)
     assert tight.finish["skipped"] == bases and list(tight.finish["kl"]) == ["as searched", *aids]
     assert kept.label in tight.finish["kl"]
 

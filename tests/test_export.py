@@ -12,6 +12,7 @@ from qmlp_nncf.cli import main as qmlp_main
 from qmlp_nncf.export import ExportError, export_ir, ir_top1, read_metadata, torch_ir_agreement
 from qmlp_nncf.export.openvino_ir import failed_ops
 from qmlp_nncf.export.prepare import reinit_zero_head
+from qmlp_nncf.ir_file import IRError
 
 SHAPE = (1, 1, 28, 28)
 
@@ -101,7 +102,7 @@ def test_ir_top1_and_agreement(tmp_path):
     assert ir_top1(xml, data, batch_size=16) == {"top1": 1.0, "n": 37}
     m = torch_ir_agreement(model, xml, data, batch_size=16)
     assert m["agreement"] == 1.0 and m["torch_top1"] == 1.0 and m["n"] == 37
-    with pytest.raises(FileNotFoundError, match="no OpenVINO IR"):
+    with pytest.raises(IRError, match="no OpenVINO IR"):  # ir_file.read_ir: one reader, one error
         ir_top1(tmp_path / "missing.xml", data)
 
 
