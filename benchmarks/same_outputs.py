@@ -27,7 +27,7 @@ RUNS = {
     "qmlp_w4a4_tuned": ["--model", "qmlp_resmlp_fmnist", "--recipe", "qmlp_w4a4_tuned"],
     "auto_w4a8": ["--model", "mixer_fmnist", "--recipe", "auto:w4a8", "--max-minutes", "6"],
 }
-TIMINGS = ("ptq_time_s", "seconds", "checkpoint", "ir")
+TIMINGS = ("ptq_time_s", "seconds", "checkpoint", "ir", "ir_source")  # and the paths of this run
 
 
 def _digest(path: Path) -> str:

@@ -69,7 +69,7 @@ CASES = {
     "quantize/checkpoint-cut": (QMLP, ["quantize", "--checkpoint", "{tmp}/cut.pth", "--recipe", "qmlp_w8a8",
                                        "--out", "{tmp}/q"], ["cut.pth", "cannot read checkpoint"]),
     "quantize/max-minutes-0": (QMLP, ["quantize", "--model", "mixer_fmnist", "--recipe", "auto:w4a4", "--out",
-                                      "{tmp}/q", "--max-minutes", "0"], ["--max-minutes must be > 0, got 0"]),
+                                      "{tmp}/q", "--max-minutes", "0"], ["auto:w4a4 needs a time budget > 0 (--max-minutes", "got 0"]),
     "analyze/data": (QMLP, ["analyze", "--model", "mixer_fmnist", "--out", "{tmp}/a", "--data", NOWHERE], ["--data"]),
     "analyze/file": (QMLP, ["analyze", "--checkpoint", NOWHERE + ".pth", "--out", "{tmp}/a"], ["does not exist"]),
     "qat/data": (QMLP, ["qat", "--checkpoint", "{quantized}", "--out", "{tmp}/qat", "--data", NOWHERE], ["--data"]),

@@ -92,7 +92,7 @@ def test_the_recipe_is_resolved_once():
     assert resolve_recipe(recipe) is recipe
     with pytest.raises(SpecError, match="unknown auto target 'w2a2'"):
         resolve_recipe("auto:w2a2")
-    with pytest.raises(ValueError, match="must be > 0"):
+    with pytest.raises(ValueError, match="needs a time budget > 0"):
         resolve_recipe("auto:w4a4", auto_max_minutes=0)
     with pytest.raises(SpecError, match="model_type: 'cnn' unknown"):
         resolve_recipe("qmlp_w8a8", model_type="cnn")

@@ -11,7 +11,7 @@ from nncf.torch.function_hook import get_hook_storage
 from qmlp_nncf.benchmark.accuracy import load_float, zoo_models
 from qmlp_nncf.data import calibration_subset
 from qmlp_nncf.quantization import SpecError, load_recipe, quantize
-from qmlp_nncf.quantization.algorithms.postpass.torch_backend import quantizer_high, quantizer_low
+from qmlp_nncf.quantization.algorithms.postpass.torch_quantizers import quantizer_high, quantizer_low
 from qmlp_nncf.quantization.algorithms.range_tuning import (RangeTuning, _block_outputs, quantized_weights,
                                                             range_parameters, tune_ranges)
 from qmlp_nncf.quantization.rules.roles import GraphRoles

@@ -110,9 +110,9 @@ AUTO_PLACEHOLDER = _Auto()
 
 def load_bench_recipe(name: str):
     """The recipe object of ``name`` (the placeholder for ``auto:`` recipes, searched per model)."""
-    from ...quantization import load_recipe
+    from ...quantization import AutoTarget, load_recipe
 
-    return AUTO_PLACEHOLDER if name.startswith("auto:") else load_recipe(name)
+    return AUTO_PLACEHOLDER if AutoTarget.is_auto(name) else load_recipe(name)
 
 
 def mismatched(model: BenchModel, recipe) -> bool:

@@ -28,8 +28,8 @@ from ..rules.calibration import MSE_SAMPLE, estimator_rule, quantile_from_top, r
 from ..rules.roles import GraphRoles, Site
 from ..rules.specs import QuantizerSpec, RangeSpec
 from .postpass.parameters import limits
-from .postpass.torch_backend import (build_quantizer, quantizer_high, quantizer_low, quantizer_sites, run_batches,
-                                     site_weight)
+from .postpass.torch_quantizers import (build_quantizer, quantizer_high, quantizer_low, quantizer_sites, run_batches,
+                                        site_weight)
 
 PERCENTILES = (99.0, 99.9, 99.99)  # the percentiles the statistics keep (and percentile specs may use)
 GEMM_INPUT_ROLES = ("token_mixing_input", "channel_mixing_input", "spatial_gating_input")

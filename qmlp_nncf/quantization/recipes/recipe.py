@@ -205,7 +205,8 @@ class AutoTarget:
             raise SpecError(f"recipe {recipe!r}: unknown auto target {target!r}; choose one of "
                             f"{', '.join('auto:' + t for t in AUTO_TARGETS)}")
         if not max_minutes > 0:
-            raise ValueError(f"auto_max_minutes (qmlp quantize --max-minutes) must be > 0, got {max_minutes}")
+            raise ValueError(f"{recipe} needs a time budget > 0 (--max-minutes; auto_max_minutes in Python), "
+                             f"got {max_minutes:g}")
         return cls(target, max_minutes)
 
     @property
@@ -253,7 +254,7 @@ def resolve_recipe(recipe, *, target_device=None, model_type=None, fast_bias_cor
     if isinstance(recipe, AutoTarget):
         return replace(recipe, target_device=device or recipe.target_device,
                        nncf_overrides=recipe.nncf_overrides + tuple(overrides.items()))
-    if isinstance(recipe, str) and recipe.startswith("auto:"):
+    if AutoTarget.is_auto(recipe):
         return replace(AutoTarget.parse(recipe, auto_max_minutes), target_device=device,
                        nncf_overrides=tuple(overrides.items()))
     if isinstance(recipe, (str, Path)):
