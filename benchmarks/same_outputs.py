@@ -82,7 +82,7 @@ def fingerprints(repo: Path) -> dict:
 def compare(before: dict, after: dict) -> str:
     lines = ["| run | model.bin | state dict | JSON |", "|---|---|---|---|"]
     for name in before:
-        a, b = before[name], after.get(name, {})
+        a, b = _untimed(before[name]), _untimed(after.get(name, {}))
         cells = [("same" if a.get(k) == b.get(k) else f"{a.get(k)} -> {b.get(k)}") if k in a or k in b else "-"
                  for k in ("bin", "state")]
         diff = sorted(k for k in set(a.get("json", {})) | set(b.get("json", {}))
