@@ -3,6 +3,7 @@ inside functions count), no module reaches for another module's ``_private`` nam
 imports the CLI."""
 import ast
 import functools
+from pathlib import Path
 
 from conftest import REPO
 
@@ -129,3 +130,16 @@ def test_no_module_imports_another_modules_private_names():
 def test_only_the_entry_point_imports_the_cli():
     users = sorted(where for a, deps in _edges().items() for b, where in deps if b == "cli" and a != "__main__")
     assert not users, users
+
+
+def test_setup_cfg_installs_every_package():
+    """A package missing from setup.cfg's explicit list installs nowhere (`pip install -e .` then fails or, for a
+    regular install, leaves it out)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    listed = {line.strip() for line in cfg["options"]["packages"].splitlines() if line.strip()}
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in ROOT.rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
+    assert all((REPO / Path(*name.split("."))).is_dir() or name == "qmlp_nncf.recipes" for name in listed), listed
