@@ -168,8 +168,9 @@ def ops_by_name(model) -> dict:
 
 
 class TensorReader:
-    """An IR compiled for batches of calibration items (true f32), returning the tensors at ``outputs`` (names of
-    ops whose input 0 and output 0 are read)."""
+    """An IR compiled for batches of calibration items (true f32), returning the tensors ``reads`` names: ``(op,
+    "in")`` its input 0, ``(op, "out")`` its output 0. Only the part of the graph that computes them is compiled
+    (a MatMul early in the model costs a fraction of a forward pass); ``bypass``: FakeQuantizes left out."""
 
     def __init__(self, model, reads: list[tuple[str, str]], bypass: tuple = ()):
         import openvino as ov
@@ -179,8 +180,8 @@ class TensorReader:
         for name in bypass:  # FakeQuantizes kept in float while the weights are solved
             if name in ops:
                 ops[name].output(0).replace(ops[name].input_value(0))
-        base = len(probe.outputs)
-        probe.add_outputs([ops[op].input_value(0) if port == "in" else ops[op].output(0) for op, port in reads])
+        wanted = [ops[op].input_value(0) if port == "in" else ops[op].output(0) for op, port in reads]
+        probe, base = ov.Model(wanted, probe.get_parameters(), "reads"), 0
         config = {"INFERENCE_PRECISION_HINT": "f32"}
         static = list(probe.inputs[0].get_partial_shape())
         self.batched = True
@@ -201,6 +202,7 @@ class TensorReader:
             return self._one(np.concatenate(chunk))
         per_item = [self._one(x) for x in chunk]
         return [torch.cat([o[k] for o in per_item]) for k in range(self.count)]
+
 
 __all__ = ["image_input", "fake_quantizes", "graph_roles", "family_of_graph", "check_recipe", "check_items", "fq_census",
            "four_bit_constants", "is_statically_quantized", "int4_on_int8_kernels",
