@@ -22,7 +22,6 @@ from typing import Callable, Optional
 import nncf
 import torch
 
-from ...models.surgery import family_of_module
 from ...ir_file import is_openvino_model
 from ...progress import log_line
 from ..openvino_model import TORCH_ONLY
@@ -383,13 +382,12 @@ def choose_finish(model: torch.nn.Module, items: list[torch.Tensor], search: Aut
 
 def finish_auto(model: torch.nn.Module, items: list[torch.Tensor], search: AutoResult,
                 log: Callable[[str], None] = lambda m: None) -> AutoResult:
-    """:func:`finish` for a search made outside ``quantize`` (``qmlp analyze --suggest-recipe``): the returned
+    """:func:`choose_finish` for a search made outside ``quantize`` (``qmlp analyze --suggest-recipe``): the returned
     search's ``recipe`` / ``recipe_json`` name the finish that was kept."""
     model = model.eval()
-    roles = GraphRoles(nncf.build_graph(model, example_input=items[0]))
-    family, _ = family_of_module(model)
-    as_searched = post_training(TorchBackend(roles), model, items, search.recipe, family, None, log)
-    return choose_finish(model, items, search, search.recipe, as_searched, roles, family, log=log)[0]
+    backend, family, _ = TorchBackend.bind(model, items)
+    as_searched = post_training(backend, model, items, search.recipe, family, None, log)
+    return choose_finish(model, items, search, search.recipe, as_searched, backend.roles, family, log=log)[0]
 
 
 def auto_quantize(model: torch.nn.Module, items: list[torch.Tensor], holdout: list[torch.Tensor], target: AutoTarget,
@@ -436,9 +434,5 @@ class AutoQuantization:
         check_ignored_scope(self.ignored_scope, backend.roles)
         search, kept = auto_quantize(model, items, holdout, self.target, backend.roles, family, self.ignored_scope,
                                      self.extra_rules, self.log, start=t0)
-        result = QuantizationResult(kept.quantized.eval(), [d.to_dict() for d in kept.decisions], kept.recipe,
-                                    kept.summaries.get("range_tuning"), time.time() - t0, family, len(items), search,
-                                    {k: v for k, v in kept.summaries.items() if k != "range_tuning"})
-        self.log(f"{kept.recipe.name}: quantized {family} model in {result.seconds:.1f} s "
-                 f"({result.quantizers} quantizers)")
-        return result
+        return QuantizationResult.of(kept.quantized, kept.decisions, kept.recipe, kept.summaries, time.time() - t0,
+                                     family, len(items), search, log=self.log)

@@ -79,6 +79,20 @@ class QuantizationResult:
     auto: Optional[object] = None  # the search (``algorithms.auto.AutoResult``), for recipe="auto:..."
     corrections: dict = field(default_factory=dict)  # reparameterization / error_correction summaries
 
+    @classmethod
+    def of(cls, quantized, decisions: Optional[list], recipe: Recipe, summaries: dict, seconds: float, family: str,
+           items: int, search=None, log=None, model_name: str = "{family} model") -> "QuantizationResult":
+        """An algorithm's result from what it made (``decisions`` None: weight-only, no report), with its log line."""
+        if isinstance(quantized, torch.nn.Module):
+            quantized = quantized.eval()
+        report = [d.to_dict() for d in decisions] if decisions is not None else []
+        result = cls(quantized, report, recipe, summaries.get("range_tuning"), seconds, family, items, search,
+                     {k: v for k, v in summaries.items() if k != "range_tuning"})
+        if log is not None:
+            log(f"{recipe.name}: quantized {model_name.format(family=family)} in {seconds:.1f} s "
+                f"({result.quantizers} quantizers)")
+        return result
+
     @property
     def recipe_name(self) -> str:
         return self.recipe.name

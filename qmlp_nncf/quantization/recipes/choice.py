@@ -18,11 +18,6 @@ class RecipeChoice:
     ignored_scope: object = None
     config: object = None
 
-    @property
-    def target_device(self) -> Optional[str]:
-        return getattr(self.recipe, "target_device", None) or getattr(getattr(self.recipe, "nncf", None),
-                                                                      "target_device", None)
-
     @classmethod
     def resolve(cls, recipe: Optional[str] = None, config: Optional[str] = None,
                 target_device: Optional[str] = None, auto_max_minutes: float = 15.0) -> "RecipeChoice":

@@ -77,8 +77,8 @@ def _theta(matmul, weight_output) -> tuple[torch.Tensor, bool]:
     return theta, transposed
 
 
-def _grid(fq, transposed: bool, out: int) -> tuple[Callable, Callable]:
-    """The weight FakeQuantize as ``(round_column, quantize)``: a column of ``out`` values (one per output channel)
+def _grid(fq, transposed: bool) -> tuple[Callable, Callable]:
+    """The weight FakeQuantize as ``(round_column, quantize)``: a column of values (one per output channel)
     and an out x in matrix onto its grid, as OpenVINO's FakeQuantize computes them."""
     levels = fq.get_attributes()["levels"]
     w = constant_value(fq.input_value(0))
@@ -182,7 +182,7 @@ def correct_weights(quantized, float_model, items: list[torch.Tensor], knobs: Er
             matmul = ops_by_name(quantized)[t.name]
             float_theta, _ = _theta(float_ops[t.name], float_ops[t.name].input_value(1))
             theta, transposed = _theta(matmul, _weight_fq(matmul).input_value(0))
-            round_column_for, quantize = _grid(_weight_fq(matmul), transposed, theta.shape[1])
+            round_column_for, quantize = _grid(_weight_fq(matmul), transposed)
             w, b, before, after = solve(theta, finish_sums(sums, float_theta), knobs, round_column_for, quantize)
             _write(quantized, t.name, w, b)
             errors[t.name] = (before, after)

@@ -181,16 +181,10 @@ class PostTrainingQuantization:
             note_unconverted(recipe, family, is_qmlp, self.log)
         summaries: dict = {}
         if weight_only:
-            quantized, report = compress_weights(backend, model, recipe, items), []
+            quantized, decisions = compress_weights(backend, model, recipe, items), None
         else:
             check_ignored_scope(self.ignored_scope, backend.roles)
             quantized, decisions, summaries = post_training(backend, model, items, recipe, family, self.ignored_scope,
                                                             self.log)
-            report = [d.to_dict() for d in decisions]
-        if isinstance(quantized, torch.nn.Module):
-            quantized = quantized.eval()
-        result = QuantizationResult(quantized, report, recipe, summaries.get("range_tuning"), time.time() - t0, family,
-                                    len(items), None, {k: v for k, v in summaries.items() if k != "range_tuning"})
-        self.log(f"{recipe.name}: quantized {backend.MODEL.format(family=family)} in {result.seconds:.1f} s "
-                 f"({result.quantizers} quantizers)")
-        return result
+        return QuantizationResult.of(quantized, decisions, recipe, summaries, time.time() - t0, family, len(items),
+                                     log=self.log, model_name=backend.MODEL)

@@ -18,8 +18,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ...openvino_model import (check_items, check_recipe, fake_quantizes, family_of_graph, graph_roles, image_input,
-                               int4_on_int8_kernels)
+from ...openvino_model import (check_items, check_recipe, constant_value, f32_constant, fake_quantizes, family_of_graph,
+                               graph_roles, image_input, int4_on_int8_kernels)
 from ...rules.calibration import CALIBRATION_BATCH, RangeCollector, batches
 from ...rules.placement import PlacementPlan
 from ...rules.roles import GraphRoles, Site
@@ -67,19 +67,6 @@ def fq_site(roles: GraphRoles, fq, known: set) -> Site:
     return roles.activation_site(name, node, source.get_index(), node, roles.expand(consumers))
 
 
-def _const(value: np.ndarray):
-    from openvino import opset13 as ops
-
-    return ops.constant(np.ascontiguousarray(value, dtype=np.float32))
-
-
-def _weight_value(fq) -> np.ndarray:
-    node = fq.input_value(0).get_node()
-    while node.get_type_name() != "Constant":  # e.g. Convert of an f16 constant
-        node = node.input_value(0).get_node()
-    return node.get_data().astype(np.float32)
-
-
 def _channel_axis(fq, weight: np.ndarray) -> int:
     """The output-channel axis of a weight: where NNCF's per-channel FakeQuantize constants are not 1, else from
     the consumer (MatMul: last axis, or the one before with ``transpose_b``; Convolution: 0)."""
@@ -96,7 +83,7 @@ def _replace_constants(fq, params, shape: Optional[list] = None) -> None:
     values = [params.input_low, params.input_high, params.output_low, params.output_high]
     for port, v in enumerate(values, start=1):
         v = np.asarray(v.data, np.float32)
-        fq.input(port).replace_source_output(_const(v.reshape(shape) if shape is not None else v).output(0))
+        fq.input(port).replace_source_output(f32_constant(v.reshape(shape) if shape is not None else v).output(0))
     fq.set_attribute("levels", int(params.levels))
 
 
@@ -114,7 +101,7 @@ def _set_bits(fq, bits: int) -> None:
         lo, hi = low.get_data().astype(np.float32), high.get_data().astype(np.float32)
         signed_symmetric = np.allclose(lo, -hi * old / (old - 2), rtol=1e-4) and np.all(hi > 0)
         if signed_symmetric:
-            new_low = _const((-hi * levels / (levels - 2)).reshape(lo.shape))
+            new_low = f32_constant((-hi * levels / (levels - 2)).reshape(lo.shape))
             fq.input(1).replace_source_output(new_low.output(0))
             out_low = fq.input_value(3).get_node()
             if out_low.get_type_name() == "Constant" and np.allclose(out_low.get_data(), lo):
@@ -174,7 +161,7 @@ class OpenVINOBackend(PostPassBackend):
             if ins.reader is not None:
                 targets = [t for t in targets if t.get_node().get_friendly_name() == ins.reader
                            and t.get_index() == ins.port] or targets
-            one, minus = _const(np.array(1.0)), _const(np.array(-1.0))
+            one, minus = f32_constant(np.array(1.0)), f32_constant(np.array(-1.0))
             fq = ops.fake_quantize(out, minus, one, minus, one, 256)
             names[ins] = f"qmlp_placement/{ins.op}" + (f"/{ins.reader}:{ins.port}" if ins.reader else "")
             fq.set_friendly_name(names[ins])
@@ -219,13 +206,13 @@ class OpenVINOBackend(PostPassBackend):
 
     def weight(self, model, site):
         fq = site.handle
-        w = _weight_value(fq)
+        w = constant_value(fq.input_value(0))
         return torch.from_numpy(np.moveaxis(w, _channel_axis(fq, w), 0).copy())
 
     def install(self, model, decision, shape, low, high):
         fq, spec = decision.site.handle, decision.spec
         if decision.site.is_weight:  # the range shaped to broadcast against the weight
-            w = _weight_value(fq)
+            w = constant_value(fq.input_value(0))
             axis = _channel_axis(fq, w)
             shape = [1] * w.ndim
             if spec.per_channel:
